@@ -1,0 +1,12 @@
+"""The package behind the executable book on what CT-denoising networks do.
+
+Sub-packages and modules (one concept each):
+
+- :mod:`lib.ct` - simulated low-dose CT (phantoms, lesions, the scanner) and real DICOM input.
+- :mod:`lib.profiles` - the ``quick`` / ``default`` / ``paper`` parameter sets of every chapter.
+- :mod:`lib.run` - the papermill runner: ``python -m lib.run --profile quick``.
+- :mod:`lib.notebooks` - finding the chapter notebooks and keeping them free of stored outputs.
+- :mod:`lib.paths` - where the book's files, shipped data and caches live.
+"""
+
+__version__ = "0.1.0"

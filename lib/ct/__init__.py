@@ -1,0 +1,21 @@
+"""Simulated low-dose CT and real DICOM input, in attenuation units (mu, mm^-1).
+
+- :data:`MU_WATER`, :func:`hu_to_mu`, :func:`mu_to_hu`, display windows - :mod:`lib.ct.units`
+- :func:`thorax_phantom`, :func:`thorax_slab` - a procedural thorax - :mod:`lib.ct.phantom`
+- :func:`insert_lesion`, :func:`lung_lesion_site` - lesions - :mod:`lib.ct.lesion`
+- :class:`Scanner` - projection, FBP and low-dose scans on ASTRA - :mod:`lib.ct.scanner`
+- :func:`read_dicom` - a DICOM file or series as mu - :mod:`lib.ct.dicom`
+- paired low-dose / normal-dose datasets and patches - :mod:`lib.ct.datasets`
+"""
+
+from lib.ct.dicom import DicomError, read_dicom
+from lib.ct.lesion import insert_lesion, lesion_profile, lung_lesion_site
+from lib.ct.phantom import thorax_phantom, thorax_slab
+from lib.ct.scanner import Scanner
+from lib.ct.units import LUNG_WINDOW, MU_WATER, SOFT_TISSUE_WINDOW, TISSUE, hu_to_mu, mu_to_hu, window
+
+__all__ = [
+    "MU_WATER", "TISSUE", "LUNG_WINDOW", "SOFT_TISSUE_WINDOW", "hu_to_mu", "mu_to_hu", "window",
+    "thorax_phantom", "thorax_slab", "insert_lesion", "lesion_profile", "lung_lesion_site",
+    "Scanner", "read_dicom", "DicomError",
+]

@@ -1,0 +1,202 @@
+"""Paired low-dose / normal-dose images for training and evaluating denoisers.
+
+A :class:`DoseProtocol` fixes the scanner and the two doses (the seed paper's ``I0 = 1e5`` and
+``1.25e4`` photons per ray). Ground-truth images come from the phantom (:func:`phantom_pairs`, one
+phantom per seed, splits on disjoint seed ranges) or from a user's DICOM series
+(:func:`dicom_pairs`, which treats the real images as ground truth, as the seed paper does with
+LIDC); a user with real low/normal-dose pairs (Mayo) loads them with :func:`measured_pairs`.
+:class:`PatchDataset` draws reproducible random patches from any of them.
+
+Simulated pairs are deterministic in their seeds and cached on disk under
+``lib.paths.cache_dir("datasets")``; a cache file is written to a temporary name and renamed, so
+two processes building the same cache both end with a complete file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from lib.ct.dicom import read_dicom
+from lib.ct.phantom import DEFAULT_PIXEL_MM, DEFAULT_SIZE, thorax_phantom, thorax_slab
+from lib.ct.scanner import Scanner
+from lib.paths import cache_dir
+from lib.storage import atomic_save
+
+#: Disjoint phantom-seed ranges of the three splits.
+SPLIT_OFFSETS = {"train": 0, "validation": 1_000_000, "test": 2_000_000}
+_CACHE_VERSION = 1  # bump when the phantom or the scanner changes what a seed produces
+
+
+@dataclass(frozen=True)
+class DoseProtocol:
+    """How pairs are simulated: scanner geometry, FBP filter, the two doses, slices per example."""
+
+    size: int = DEFAULT_SIZE
+    pixel_mm: float = DEFAULT_PIXEL_MM
+    n_angles: int = 360
+    filter: str = "hann"
+    normal_I0: float = 1e5
+    low_I0: float = 1.25e4
+    slab: int = 1  # adjacent slices per example (odd); 1 gives 2-D images
+
+    def __post_init__(self):
+        if self.slab < 1 or self.slab % 2 == 0:
+            raise ValueError(f"slab must be a positive odd number of slices, got {self.slab}")
+        if not 0 < self.low_I0 <= self.normal_I0:
+            raise ValueError(f"need 0 < low_I0 <= normal_I0, got {self.low_I0}, {self.normal_I0}")
+
+    def scanner(self) -> Scanner:
+        return Scanner(self.size, self.pixel_mm, self.n_angles, filter=self.filter)
+
+
+@dataclass
+class PairedImages:
+    """Co-registered images (N, H, W), or slabs (N, D, H, W), in mm^-1.
+
+    ``truth`` is the noiseless image when it is known (simulation), else the normal-dose image.
+    """
+
+    low: torch.Tensor
+    normal: torch.Tensor
+    truth: torch.Tensor
+    seeds: list[int]
+
+    def __len__(self) -> int:
+        return len(self.low)
+
+
+def split_seeds(split: str, n: int) -> list[int]:
+    """The phantom seeds of the first ``n`` examples of ``split`` (train, validation or test)."""
+    if split not in SPLIT_OFFSETS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_OFFSETS)}")
+    if not 0 <= n < 1_000_000:
+        raise ValueError(f"n must be between 0 and 999999, got {n}")
+    return [SPLIT_OFFSETS[split] + i for i in range(n)]
+
+
+def simulate_pairs(truth: torch.Tensor, protocol: DoseProtocol, seeds: list[int],
+                   progress: bool = True) -> PairedImages:
+    """Scan each ground-truth image (or slab) at both doses; example k's noise comes from seeds[k]."""
+    if len(seeds) != len(truth):
+        raise ValueError(f"need one seed per image: {len(seeds)} seeds for {len(truth)} images")
+    scanner = protocol.scanner()
+    low, normal = torch.empty_like(truth), torch.empty_like(truth)
+    for k in tqdm(range(len(truth)), desc="scanning", disable=not progress, leave=False):
+        normal[k] = scanner.scan(truth[k], protocol.normal_I0, seed=2 * seeds[k])
+        low[k] = scanner.scan(truth[k], protocol.low_I0, seed=2 * seeds[k] + 1)
+    return PairedImages(low=low, normal=normal, truth=truth, seeds=list(seeds))
+
+
+def phantom_pairs(split: str, n: int, protocol: DoseProtocol = DoseProtocol(),
+                  cache: bool = True, progress: bool = True) -> PairedImages:
+    """``n`` simulated pairs of ``split``, from phantoms with the split's seeds (cached on disk)."""
+    seeds = split_seeds(split, n)
+    path = None
+    if cache:
+        key = json.dumps({"v": _CACHE_VERSION, "protocol": dataclasses.asdict(protocol),
+                          "seeds": [seeds[0], len(seeds)] if seeds else []}, sort_keys=True)
+        path = cache_dir("datasets") / f"{split}-{n}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+        if path.exists():
+            return PairedImages(**torch.load(path, weights_only=True))
+    truth = torch.stack([_phantom(protocol, s) for s in
+                         tqdm(seeds, desc=f"{split} phantoms", disable=not progress, leave=False)])
+    pairs = simulate_pairs(truth, protocol, seeds, progress)
+    if path is not None:
+        atomic_save(dataclasses.asdict(pairs), path)
+    return pairs
+
+
+def dicom_pairs(folder: str | Path, protocol: DoseProtocol = DoseProtocol(), seed: int = 0,
+                progress: bool = True) -> PairedImages:
+    """Simulated pairs with the slices of a real DICOM series as ground truth.
+
+    Each slice is resampled to the protocol's pixel size and centre-cropped or padded (with air)
+    to its grid. Slabs take ``protocol.slab`` adjacent slices around each slice that has them.
+    """
+    mu, (dz, dy, dx) = read_dicom(folder)
+    images = fit_to_grid(mu, (dy, dx), protocol.size, protocol.pixel_mm)
+    if protocol.slab > 1:
+        h = protocol.slab // 2
+        if len(images) < protocol.slab:
+            raise ValueError(f"{folder}: {len(images)} slices, fewer than a slab of {protocol.slab}")
+        images = torch.stack([images[k - h: k + h + 1] for k in range(h, len(images) - h)])
+    seeds = [seed * 1_000_003 + k for k in range(len(images))]
+    return simulate_pairs(images, protocol, seeds, progress)
+
+
+def measured_pairs(low_folder: str | Path, normal_folder: str | Path) -> PairedImages:
+    """Real low-dose and normal-dose reconstructions of the same slices (for example Mayo data).
+
+    There is no ground truth: ``truth`` is the normal-dose series.
+    """
+    low, low_spacing = read_dicom(low_folder)
+    normal, normal_spacing = read_dicom(normal_folder)
+    if low.shape != normal.shape or not np.allclose(low_spacing, normal_spacing, rtol=1e-3):
+        raise ValueError(f"{low_folder} {tuple(low.shape)} at {low_spacing} mm and {normal_folder} "
+                         f"{tuple(normal.shape)} at {normal_spacing} mm are not the same slices")
+    return PairedImages(low=low, normal=normal, truth=normal, seeds=list(range(len(low))))
+
+
+def fit_to_grid(mu: torch.Tensor, spacing_yx: tuple[float, float], size: int,
+                pixel_mm: float) -> torch.Tensor:
+    """Resample (S, H, W) images of ``spacing_yx`` mm to ``pixel_mm``, then crop or pad to size."""
+    scale = (spacing_yx[0] / pixel_mm, spacing_yx[1] / pixel_mm)
+    shape = [max(1, round(n * s)) for n, s in zip(mu.shape[-2:], scale)]
+    resampled = F.interpolate(mu[:, None], size=shape, mode="bilinear", align_corners=False,
+                              antialias=min(scale) < 1)[:, 0]
+    out = torch.zeros(len(mu), size, size, dtype=mu.dtype)
+    src, dst = [], []
+    for n in shape:
+        start = (n - size) // 2
+        src.append(slice(max(start, 0), max(start, 0) + min(n, size)))
+        dst.append(slice(max(-start, 0), max(-start, 0) + min(n, size)))
+    out[:, dst[0], dst[1]] = resampled[:, src[0], src[1]]
+    return out
+
+
+class PatchDataset(torch.utils.data.Dataset):
+    """``n_patches`` random (low, normal, truth) patches, each (1, p, p) or (1, D, p, p).
+
+    Patch ``i`` is fixed by ``(seed, i)``, so any epoch, worker count or process sees the same
+    patches. Patches that are mostly air (mean truth below ``min_mean`` mm^-1) are redrawn.
+    """
+
+    def __init__(self, pairs: PairedImages, patch_size: int, n_patches: int, seed: int = 0,
+                 min_mean: float = 0.005):
+        height, width = pairs.low.shape[-2:]
+        if not 1 <= patch_size <= min(height, width):
+            raise ValueError(f"patch_size {patch_size} does not fit images of {height}x{width}")
+        self.pairs, self.patch_size, self.n_patches = pairs, patch_size, n_patches
+        self.seed, self.min_mean = seed, min_mean
+
+    def __len__(self) -> int:
+        return self.n_patches
+
+    def __getitem__(self, i: int):
+        if not 0 <= i < self.n_patches:
+            raise IndexError(i)
+        rng = np.random.default_rng([self.seed, i])
+        p = self.patch_size
+        height, width = self.pairs.low.shape[-2:]
+        for _ in range(20):
+            k = int(rng.integers(len(self.pairs)))
+            r, c = int(rng.integers(height - p + 1)), int(rng.integers(width - p + 1))
+            window = (k, ..., slice(r, r + p), slice(c, c + p))
+            if self.pairs.truth[window].mean() >= self.min_mean:
+                break
+        return tuple(t[window].unsqueeze(0) for t in (self.pairs.low, self.pairs.normal, self.pairs.truth))
+
+
+def _phantom(protocol: DoseProtocol, seed: int) -> torch.Tensor:
+    if protocol.slab == 1:
+        return thorax_phantom(protocol.size, protocol.pixel_mm, seed=seed)
+    return thorax_slab(protocol.slab, protocol.size, protocol.pixel_mm, protocol.pixel_mm, seed=seed)

@@ -1,0 +1,51 @@
+"""Figures shared by the chapters: mu images with a stated window and colour bar, and animations.
+
+Every image is shown with its display window and a colour bar in mm^-1 whose label gives the
+window in HU, so that a reader can read values off any figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib import animation
+
+from lib.ct.units import mu_to_hu
+
+
+def show_mu(ax, image, window: tuple[float, float], title: str = "", colorbar: bool = True,
+            extent_mm: float | None = None):
+    """``imshow`` of a mu image (mm^-1) in ``window`` with a colour bar in mm^-1 and HU."""
+    data = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    extent = None if extent_mm is None else (0, extent_mm, extent_mm, 0)
+    im = ax.imshow(data, cmap="gray", vmin=window[0], vmax=window[1], extent=extent)
+    ax.set_title(title)
+    ax.set_xticks([]), ax.set_yticks([])
+    if colorbar:
+        bar = plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        low, high = (round(float(mu_to_hu(v))) for v in window)
+        bar.set_label(f"mu (mm$^{{-1}}$); window {low} to {high} HU")
+    return im
+
+
+def animate(frames: Sequence, titles: Sequence[str], window: tuple[float, float],
+            interval_ms: int = 700, size: float = 4.0):
+    """An animation over images, as HTML with play controls (works on a static page)."""
+    from IPython.display import HTML
+
+    fig, ax = plt.subplots(figsize=(size, size))
+    im = show_mu(ax, frames[0], window, titles[0], colorbar=False)
+
+    def update(k):
+        data = frames[k]
+        im.set_data(data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else data)
+        ax.set_title(titles[k])
+        return (im,)
+
+    anim = animation.FuncAnimation(fig, update, frames=len(frames), interval=interval_ms)
+    html = HTML(anim.to_jshtml())
+    plt.close(fig)
+    return html

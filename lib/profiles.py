@@ -1,0 +1,99 @@
+"""The run profiles of the book, as plain data.
+
+Every chapter notebook has a ``parameters`` cell (for papermill) whose first entry is ``profile``;
+every other parameter defaults to ``None``, meaning "take the profile's value". The notebook then
+calls :func:`resolve`, which fills those values in from the table below and checks the names.
+
+Profiles:
+
+- ``quick``: tiny sizes, seconds per chapter. Used by CI (``make test``).
+- ``default``: the rendered book on a laptop CPU (``make book``).
+- ``paper``: the source papers' scale; a GPU is welcome.
+
+The profile comes from, in order: the ``profile`` parameter, the ``BOOK_PROFILE`` environment
+variable, then ``"default"``.
+
+Example::
+
+    >>> from lib.profiles import resolve
+    >>> p = resolve("simulating_ct", "quick", image_size=96)
+    >>> p.image_size, p.profile
+    (96, 'quick')
+"""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+from typing import Any
+
+PROFILE_NAMES = ("quick", "default", "paper")
+
+#: Parameters every chapter has.
+COMMON: dict[str, dict[str, Any]] = {
+    "seed": {"quick": 0, "default": 0, "paper": 0},
+    # "auto": a CUDA GPU when there is one, otherwise the CPU.
+    "device": {"quick": "auto", "default": "auto", "paper": "auto"},
+}
+
+#: Per chapter: parameter -> {profile: value}.
+CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
+    "simulating_ct": {
+        # Phantom and reconstruction grid (pixels); the field of view stays 384 mm.
+        "image_size": {"quick": 128, "default": 256, "paper": 512},
+        "n_angles": {"quick": 180, "default": 360, "paper": 720},
+        # Incident photons per ray for the noise-versus-dose law.
+        "dose_levels": {
+            "quick": [1.25e4, 2.5e4, 5e4, 1e5],
+            "default": [6.25e3, 1.25e4, 2.5e4, 5e4, 1e5, 2e5],
+            "paper": [3.125e3, 6.25e3, 1.25e4, 2.5e4, 5e4, 1e5, 2e5, 4e5],
+        },
+        # Noise realisations per dose level in the noise-law measurement.
+        "noise_realisations": {"quick": 2, "default": 4, "paper": 16},
+    },
+}
+
+
+def default_profile() -> str:
+    """The profile named by ``$BOOK_PROFILE``, or ``"default"``; an unknown name is an error."""
+    return _check_profile(os.environ.get("BOOK_PROFILE") or "default")
+
+
+def parameter_names(chapter: str) -> list[str]:
+    """The parameters a chapter accepts (besides ``profile``)."""
+    return sorted({**COMMON, **_chapter_table(chapter)})
+
+
+def resolve(chapter: str, profile: str | None = None, **overrides: Any) -> SimpleNamespace:
+    """The parameters of ``chapter`` under ``profile``, with ``overrides`` that are not ``None``.
+
+    Returns a namespace with one attribute per parameter plus ``profile``. Raises ``ValueError``
+    that lists the valid names for an unknown chapter, profile or parameter.
+    """
+    profile = _check_profile(profile) if profile is not None else default_profile()
+    table = {**COMMON, **_chapter_table(chapter)}
+    unknown = sorted(set(overrides) - set(table))
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {unknown} for chapter {chapter!r}; "
+            f"valid parameters: {', '.join(sorted(table))}"
+        )
+    values = {name: by_profile[profile] for name, by_profile in table.items()}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return SimpleNamespace(profile=profile, **values)
+
+
+def _check_profile(profile: str) -> str:
+    if profile not in PROFILE_NAMES:
+        raise ValueError(
+            f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILE_NAMES)} "
+            "(set it with the `profile` parameter or the BOOK_PROFILE environment variable)"
+        )
+    return profile
+
+
+def _chapter_table(chapter: str) -> dict[str, dict[str, Any]]:
+    if chapter not in CHAPTERS:
+        raise ValueError(f"unknown chapter {chapter!r}; chapters: {', '.join(sorted(CHAPTERS))}")
+    return CHAPTERS[chapter]
+
