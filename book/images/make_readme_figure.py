@@ -16,7 +16,7 @@ from lib.plotting import show_mu  # noqa: E402
 truth = ct.thorax_phantom(seed=0)
 site = ct.lung_lesion_site(truth, 9.0, 1.5, seed=0)
 truth = ct.insert_lesion(truth, site, 9.0, 0.007, 1.5)
-scanner = ct.Scanner(filter="hann")
+scanner = ct.Scanner()
 fig, axes = plt.subplots(1, 3, figsize=(13, 4))
 show_mu(axes[0], truth, ct.LUNG_WINDOW, "phantom with a 9 mm lung lesion")
 show_mu(axes[1], scanner.scan(truth, 1e5, seed=1), ct.LUNG_WINDOW, "normal dose, I0 = 1e5")

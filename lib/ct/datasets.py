@@ -43,7 +43,7 @@ class DoseProtocol:
     size: int = DEFAULT_SIZE
     pixel_mm: float = DEFAULT_PIXEL_MM
     n_angles: int = 360
-    filter: str = "hann"
+    filter: str = "ramp"
     normal_I0: float = 1e5
     low_I0: float = 1.25e4
     slab: int = 1  # adjacent slices per example (odd); 1 gives 2-D images
