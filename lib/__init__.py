@@ -7,6 +7,9 @@ Sub-packages and modules (one concept each):
 - :mod:`lib.run` - the papermill runner: ``python -m lib.run --profile quick``.
 - :mod:`lib.notebooks` - finding the chapter notebooks and keeping them free of stored outputs.
 - :mod:`lib.paths` - where the book's files, shipped data and caches live.
+- :mod:`lib.device` - ``"auto"`` / ``"cpu"`` / ``"cuda"`` to a torch device.
+- :mod:`lib.plotting` - mu images with a stated window and colour bar; animations for static pages.
+- :mod:`lib.storage` - atomic writes (no partial files).
 """
 
 __version__ = "0.1.0"

@@ -7,6 +7,7 @@ import sys
 import nbformat
 import papermill
 import pytest
+import torch
 
 from lib import profiles
 from lib.notebooks import chapter_notebooks, stored_outputs, strip
@@ -127,3 +128,15 @@ def test_the_ci_script_runs_the_readme_test_command():
     readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make test" in ci
     json.loads(json.dumps(profiles.CHAPTERS))  # the profile tables are plain data
+
+
+def test_device_choice():
+    from lib.device import pick_device
+
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        pick_device("abacus")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            pick_device("cuda")
