@@ -1,6 +1,5 @@
 """The book's machinery: profiles, stripped notebooks with parameters cells, the runner."""
 
-import json
 import subprocess
 import sys
 
@@ -126,8 +125,7 @@ def test_runner_command_line_rejects_bad_input():
 
 def test_the_ci_script_runs_the_readme_test_command():
     readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
-    assert "make test" in readme and "make test" in ci
-    json.loads(json.dumps(profiles.CHAPTERS))  # the profile tables are plain data
+    assert "\nmake test\n" in readme and "\nmake test\n" in ci
 
 
 def test_device_choice():

@@ -35,18 +35,18 @@ def lesion_profile(shape: Sequence[int], center_px: Sequence[float], diameter_mm
     # only the bounding box of the lesion needs sub-pixel sampling
     lo = [max(int(np.floor(c - radius / s)) - 1, 0) for c, s in zip(center_px, spacing)]
     hi = [min(int(np.ceil(c + radius / s)) + 2, n) for c, s, n in zip(center_px, spacing, shape)]
-    if any(h <= l for l, h in zip(lo, hi)):
+    if any(b <= a for a, b in zip(lo, hi)):
         return torch.from_numpy(coverage.astype(np.float32))
     offsets = (np.arange(_SUBPIXELS) + 0.5) / _SUBPIXELS - 0.5
-    axes = [(np.arange(l, h)[:, None] + offsets[None, :] - c) * s
-            for l, h, c, s in zip(lo, hi, center_px, spacing)]
+    axes = [(np.arange(a, b)[:, None] + offsets[None, :] - c) * s
+            for a, b, c, s in zip(lo, hi, center_px, spacing)]
     dist2 = 0.0
     for k, ax in enumerate(axes):  # broadcast (n_k, sub) blocks into an interleaved grid
         view = [1] * (2 * len(axes))
         view[2 * k], view[2 * k + 1] = ax.shape
         dist2 = dist2 + (ax ** 2).reshape(view)
     inside = (dist2 <= radius ** 2).mean(axis=tuple(range(1, 2 * len(axes), 2)))
-    coverage[tuple(slice(l, h) for l, h in zip(lo, hi))] = inside
+    coverage[tuple(slice(a, b) for a, b in zip(lo, hi))] = inside
     return torch.from_numpy(coverage.astype(np.float32))
 
 
