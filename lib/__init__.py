@@ -3,6 +3,8 @@
 Sub-packages and modules (one concept each):
 
 - :mod:`lib.ct` - simulated low-dose CT (phantoms, lesions, the scanner) and real DICOM input.
+- :mod:`lib.models` - the five denoisers, their receptive fields, and the shipped checkpoints.
+- :mod:`lib.train` - training loops, metrics, data parallelism, ``python -m lib.train NAME --ship``.
 - :mod:`lib.profiles` - the ``quick`` / ``default`` / ``paper`` parameter sets of every chapter.
 - :mod:`lib.run` - the papermill runner: ``python -m lib.run --profile quick``.
 - :mod:`lib.notebooks` - finding the chapter notebooks and keeping them free of stored outputs.

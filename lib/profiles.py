@@ -51,6 +51,18 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         # Noise realisations per dose level in the noise-law measurement.
         "noise_realisations": {"quick": 2, "default": 4, "paper": 16},
     },
+    "training_denoisers": {
+        # A Chen CNN trained live in the chapter (steps, training phantoms).
+        "live_steps": {"quick": 20, "default": 300, "paper": 3000},
+        "live_train_slices": {"quick": 4, "default": 16, "paper": 64},
+        # CPCE-3D from 2-D transfer against from scratch (steps, training slabs of 9 slices).
+        "transfer_steps": {"quick": 4, "default": 40, "paper": 400},
+        "transfer_train_slabs": {"quick": 2, "default": 6, "paper": 24},
+        # Held-out test phantoms for the results table.
+        "n_test": {"quick": 2, "default": 8, "paper": 32},
+        # Noise realisations of a water cylinder for the noise power spectra.
+        "nps_realisations": {"quick": 4, "default": 16, "paper": 64},
+    },
 }
 
 

@@ -98,3 +98,18 @@ def test_lesion_bad_input():
     with pytest.raises(ValueError, match="no place in lung"):
         lung_lesion_site(torch.full((64, 64), MU_WATER), 9.0, 1.0)
     assert np.all(lesion_profile((8, 8), (100, 100), 3.0, 1.0).numpy() == 0)  # outside: nothing
+
+
+def test_noise_power_spectrum_integrates_to_the_variance():
+    from lib.ct.noise import mean_frequency, noise_power_spectrum
+
+    g = torch.Generator().manual_seed(0)
+    white = 0.002 * torch.randn(64, 32, 32, generator=g, dtype=torch.float64)
+    f, nps, variance = noise_power_spectrum(white, pixel_mm=0.5)
+    assert variance == pytest.approx(0.002 ** 2, rel=0.05)
+    assert f[1] == pytest.approx(1 / 16)  # 1 / (N a)
+    smooth = torch.nn.functional.avg_pool2d(white[:, None], 3, 1, 1)[:, 0]
+    fs, nps_s, var_s = noise_power_spectrum(smooth, pixel_mm=0.5)
+    assert var_s < variance and mean_frequency(fs, nps_s) < mean_frequency(f, nps)
+    with pytest.raises(ValueError, match="realisations"):
+        noise_power_spectrum(white[:1], 0.5)

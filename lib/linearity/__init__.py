@@ -1,0 +1,19 @@
+"""Local linearity of piecewise linear denoisers: patterns, regions, Jacobians.
+
+- :func:`activation_pattern` - which units are active at an input (module or functional ReLUs)
+- :func:`enumerate_regions` - every linear region along a line, exactly (breakpoint walk)
+- :func:`sample_patterns` - the seed paper's sampled view (patterns at a fixed increment)
+- :func:`jacobian`, :func:`sparse_jacobian` - exact Jacobians by receptive-field probing
+- :func:`jacobian_row` - one output pixel's equivalent filter (one VJP)
+- :func:`linearize` - ``H(x0) + J0 (x - x0)`` by one JVP
+
+Networks with other nonlinearities are refused (:class:`UnsupportedNonlinearity`).
+"""
+
+from lib.linearity.jacobian import Linearization, jacobian, jacobian_row, linearize, sparse_jacobian
+from lib.linearity.regions import RegionWalk, SampledPath, enumerate_regions, pattern_hash, sample_patterns
+from lib.linearity.tracing import UnsupportedNonlinearity, activation_pattern
+
+__all__ = ["activation_pattern", "enumerate_regions", "sample_patterns", "RegionWalk",
+           "SampledPath", "pattern_hash", "jacobian", "sparse_jacobian", "jacobian_row",
+           "linearize", "Linearization", "UnsupportedNonlinearity"]

@@ -1,0 +1,46 @@
+"""The CT denoisers, all mapping mu images (mm^-1) to mu images, all piecewise linear.
+
+- :class:`ChenCNN` - three-layer CNN (Chen et al. 2017)
+- :class:`REDCNN` - residual encoder-decoder (Chen et al. 2017)
+- :class:`WGANVGG` - the WGAN-VGG generator (Yang et al. 2018); :class:`Critic` trains it
+- :class:`CPCE2D`, :class:`CPCE3D` - conveying-path encoder-decoders (Shan et al. 2018), with
+  :func:`transfer_2d_to_3d`
+- :func:`load` - a shipped trained model, checksum verified; :func:`build` - an untrained one
+- :func:`receptive_field` - measured by probing
+- :class:`PhantomFeatures`, :class:`VGG19Features` - feature networks for perceptual losses
+
+Layers are convolutions, transposed convolutions, linear layers, ReLU / LeakyReLU, concatenation,
+addition and a fixed scaling (:mod:`lib.models.scaling`), so every analysis chapter applies.
+"""
+
+from torch import nn
+
+from lib.models.chen import ChenCNN
+from lib.models.cpce import CPCE2D, CPCE3D, transfer_2d_to_3d
+from lib.models.features import PhantomFeatures, VGG19Features
+from lib.models.receptive_field import receptive_field
+from lib.models.redcnn import REDCNN
+from lib.models.registry import CheckpointError, load
+from lib.models.wganvgg import WGANVGG, Critic
+
+#: The denoisers by the names used in the book, the manifest and the training command.
+ARCHITECTURES = {"chen": ChenCNN, "redcnn": REDCNN, "wganvgg": WGANVGG, "cpce2d": CPCE2D,
+                 "cpce3d": CPCE3D, "features": PhantomFeatures}
+DENOISERS = ("chen", "redcnn", "wganvgg", "cpce2d", "cpce3d")
+
+
+def build(name: str) -> nn.Module:
+    """A new, untrained network of architecture ``name`` (one of :data:`ARCHITECTURES`)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[name]()
+
+
+def slab_depth(model: nn.Module) -> int | None:
+    """Slices per input for slab networks (CPCE3D), None for 2-D networks."""
+    return getattr(model, "slab", None)
+
+
+__all__ = ["ChenCNN", "REDCNN", "WGANVGG", "Critic", "CPCE2D", "CPCE3D", "transfer_2d_to_3d",
+           "PhantomFeatures", "VGG19Features", "receptive_field", "load", "build", "slab_depth",
+           "CheckpointError", "ARCHITECTURES", "DENOISERS"]

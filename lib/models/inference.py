@@ -1,0 +1,25 @@
+"""Running a denoiser over a stack of images or slabs, in batches, without gradients."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def denoise(model: nn.Module, images: torch.Tensor, batch: int = 2) -> torch.Tensor:
+    """Apply ``model`` to (N, H, W) images or (N, D, H, W) slabs; returns (N, H, W) on the CPU.
+
+    2-D networks given slabs see each slab's centre slice; slab networks (CPCE3D) need slabs of
+    their depth. The model stays in its mode (call ``.eval()`` first for inference).
+    """
+    depth = getattr(model, "slab", None)
+    if depth is None and images.dim() == 4:
+        images = images[:, images.shape[1] // 2]
+    if depth is not None and (images.dim() != 4 or images.shape[1] != depth):
+        raise ValueError(f"{type(model).__name__} needs slabs (N, {depth}, H, W), "
+                         f"got {tuple(images.shape)}")
+    device = next(model.parameters()).device
+    out = [model(images[k:k + batch, None].to(device))[:, 0].cpu()
+           for k in range(0, len(images), batch)]
+    return torch.cat(out)

@@ -1,0 +1,3 @@
+from lib.train.ship import main
+
+raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""Image-quality metrics with a stated protocol.
+
+PSNR and SSIM are computed on images mapped through the chest (lung) display window, centre
+-600 HU, width 1500 HU, to [0, 1] (values outside clipped), so that the data range is 1. RMSE is
+reported in HU on the unwindowed images. Published numbers depend on these choices; compare only
+numbers made with the same protocol.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from lib.ct.units import LUNG_WINDOW, MU_WATER
+
+WINDOW = LUNG_WINDOW  # (low, high) in mm^-1
+
+
+def windowed(mu: torch.Tensor, window: tuple[float, float] = WINDOW) -> torch.Tensor:
+    low, high = window
+    return ((mu - low) / (high - low)).clamp(0, 1)
+
+
+def rmse_hu(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Root-mean-square error in HU, per image (leading dimension)."""
+    diff = (pred - target).flatten(1) * (1000.0 / MU_WATER)
+    return diff.pow(2).mean(1).sqrt()
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of windowed images (data range 1), per image."""
+    mse = (windowed(pred) - windowed(target)).flatten(1).pow(2).mean(1)
+    return -10 * torch.log10(mse.clamp(min=1e-12))
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
+    """SSIM (Wang et al. 2004) of windowed (B, 1, H, W) images: 11x11 Gaussian, K = 0.01, 0.03."""
+    x, y = windowed(pred).double(), windowed(target).double()
+    coords = torch.arange(11, dtype=torch.float64, device=x.device) - 5
+    g = torch.exp(-coords ** 2 / (2 * sigma ** 2))
+    g = (g / g.sum())
+    kernel = (g[:, None] * g[None, :]).view(1, 1, 11, 11)
+
+    def blur(img):
+        return F.conv2d(img, kernel)
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx ** 2, blur(y * y) - my ** 2, blur(x * y) - mx * my
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1).float()
+
+
+def image_quality(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """Mean PSNR (dB), SSIM and RMSE (HU) over a batch of (B, 1, H, W) images."""
+    return {"psnr": float(psnr(pred, target).mean()), "ssim": float(ssim(pred, target).mean()),
+            "rmse_hu": float(rmse_hu(pred, target).mean())}

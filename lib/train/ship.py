@@ -1,0 +1,113 @@
+"""The recipes of the shipped checkpoints and the command that makes them.
+
+``python -m lib.train NAME --ship`` trains ``NAME`` with its recipe below (resuming from
+``_build/train/NAME.ckpt`` if interrupted), evaluates it on held-out test phantoms against the
+low-dose input, writes the weights to ``data/NAME.pt`` and records everything in
+``data/manifest.json``. Order matters: ``features`` before ``wganvgg`` and ``cpce2d``, and
+``cpce2d`` before ``cpce3d`` (2-D -> 3-D transfer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+
+import torch
+
+from lib.ct.datasets import SPLIT_OFFSETS, phantom_pairs
+from lib.models import slab_depth
+from lib.models.registry import MANIFEST, read_manifest, sha256
+from lib.paths import DATA, ROOT
+from lib.storage import atomic_save, atomic_write_text
+from lib.train.loops import TrainConfig, baseline, evaluate, train
+
+N_TEST = 8  # held-out test phantoms for the shipped numbers
+
+RECIPES: dict[str, TrainConfig] = {
+    "features": TrainConfig("features", loss="autoencoder", steps=600, batch_size=16, lr=1e-3,
+                            n_train=48, eval_every=100),
+    "chen": TrainConfig("chen", steps=2400, batch_size=32, lr=5e-4, n_train=64, eval_every=200,
+                        checkpoint_every=200),
+    "redcnn": TrainConfig("redcnn", steps=700, batch_size=16, lr=2e-4, n_train=64, eval_every=100),
+    # adversarial runs: an MSE warm start, then WGAN-GP + perceptual fine-tuning (one critic
+    # update per generator update: the critic is the expensive part on a CPU)
+    "wganvgg": TrainConfig("wganvgg", loss="wgan", steps=1100, warmup_steps=900, critic_steps=1,
+                           batch_size=16, lr=3e-4, n_train=64, eval_every=100),
+    "cpce2d": TrainConfig("cpce2d", loss="wgan", steps=1100, warmup_steps=900, critic_steps=1,
+                          batch_size=16, lr=3e-4, n_train=64, eval_every=100),
+    "cpce3d": TrainConfig("cpce3d", loss="wgan", steps=200, warmup_steps=100, critic_steps=1,
+                          batch_size=8, lr=1e-4, n_train=24, n_val=2, eval_every=50,
+                          checkpoint_every=50, init_from="transfer:cpce2d"),
+}
+
+
+def ship(name: str, config: TrainConfig, device: str = "auto", command: str = "") -> dict:
+    """Train ``config``, write ``data/NAME.pt`` and its manifest entry; returns the entry."""
+    work = ROOT / "_build" / "train" / f"{name}.ckpt"
+    result = train(config, checkpoint=work, device=device)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return {}
+    model = result.model.cpu()
+    slab = slab_depth(model)
+    test = phantom_pairs("test", N_TEST, config.protocol(slab), progress=False)
+    target = DATA / f"{name}.pt"
+    atomic_save({"model": model.state_dict()}, target)
+    entry = {
+        "file": target.name,
+        "architecture": config.model,
+        "sha256": sha256(target),
+        "command": command,
+        "config": dataclasses.asdict(config),
+        "data": {split: f"phantom seeds {SPLIT_OFFSETS[split]}..{SPLIT_OFFSETS[split] + n - 1}"
+                 for split, n in (("train", config.n_train), ("validation", config.n_val),
+                                  ("test", N_TEST))},
+        "steps": result.steps_done,
+        "wall_time_s": round(result.seconds, 1),
+        "hardware": {"machine": platform.machine(), "processor": platform.processor(),
+                     "cpu_count": os.cpu_count(), "torch": torch.__version__,
+                     "device": str(next(result.model.parameters()).device),
+                     "processes": int(os.environ.get("WORLD_SIZE", "1"))},
+        "trained": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "history": result.history,
+        "test": {"model": evaluate(model, test, config.loss)},
+    }
+    if config.loss != "autoencoder":
+        entry["test"]["low_dose_input"] = baseline(test)
+    manifest = read_manifest()
+    manifest[name] = entry
+    atomic_write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", MANIFEST)
+    return entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lib.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", choices=sorted(RECIPES))
+    parser.add_argument("--ship", action="store_true",
+                        help="write data/NAME.pt and its manifest entry (the recipe's settings)")
+    parser.add_argument("--steps", type=int, help="override the recipe's step count")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    config = RECIPES[args.name]
+    if args.steps is not None:
+        config = dataclasses.replace(config, steps=args.steps,
+                                     warmup_steps=min(config.warmup_steps, args.steps))
+    command = "python -m lib.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    start = time.perf_counter()
+    if args.ship:
+        entry = ship(args.name, config, args.device, command)
+        if entry:
+            print(json.dumps(entry["test"], indent=1))
+    else:
+        result = train(config, checkpoint=ROOT / "_build" / "train" / f"{args.name}.ckpt",
+                       device=args.device)
+        print(json.dumps(result.history[-1] if result.history else {}, indent=1))
+    print(f"done in {time.perf_counter() - start:.0f} s")
+    return 0

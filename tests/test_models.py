@@ -1,0 +1,112 @@
+"""The denoisers: shapes, receptive fields, piecewise linearity, transfer, shipped checkpoints."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from lib.ct.units import MU_WATER
+from lib.models import (CPCE2D, CPCE3D, DENOISERS, CheckpointError, Critic, build, load,
+                        receptive_field, slab_depth, transfer_2d_to_3d)
+from lib.models.registry import sha256
+from lib.models.scaling import MuScaling
+from lib.storage import atomic_save
+
+ALLOWED = (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear, nn.ReLU, nn.LeakyReLU, MuScaling,
+           nn.Sequential, nn.ModuleList, nn.Flatten)
+
+
+def sample_input(model, size=48, batch=2):
+    depth = slab_depth(model)
+    shape = (batch, 1, depth, size, size) if depth else (batch, 1, size, size)
+    return MU_WATER * torch.rand(shape, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("name", DENOISERS)
+def test_mu_in_mu_out_same_size(name):
+    model = build(name)
+    y = model(sample_input(model))
+    assert y.shape == (2, 1, 48, 48)
+
+
+@pytest.mark.parametrize("name", DENOISERS)
+def test_receptive_field_is_measured_and_documented(name):
+    model = build(name)
+    field = receptive_field(model, depth=slab_depth(model))
+    assert field[-2:] == (model.receptive_field, model.receptive_field)
+    if slab_depth(model):
+        assert field[0] == model.slab
+    # outside the field the output does not change
+    x = sample_input(model, size=64, batch=1).requires_grad_(True)
+    model(x)[0, 0, 32, 32].backward()
+    r = model.receptive_field // 2
+    support = x.grad[0, 0].abs().sum(0) if x.dim() == 5 else x.grad[0, 0].abs()
+    support[32 - r:32 + r + 1, 32 - r:32 + r + 1] = 0
+    assert float(support.max()) == 0.0
+
+
+@pytest.mark.parametrize("name", DENOISERS)
+def test_built_only_from_piecewise_linear_parts(name):
+    for module in build(name).modules():
+        assert isinstance(module, ALLOWED) or type(module).__module__.startswith("lib.models"), module
+
+
+def test_2d_to_3d_transfer_computes_the_2d_network():
+    cpce2d = CPCE2D()
+    with torch.no_grad():
+        for p in cpce2d.parameters():
+            p.normal_(0, 0.1)
+    cpce3d = transfer_2d_to_3d(cpce2d)
+    slab = sample_input(cpce3d, size=40)
+    assert torch.allclose(cpce3d(slab), cpce2d(slab[:, :, 4]), rtol=1e-5, atol=1e-9)
+
+
+def test_bias_free_cpce_is_positively_homogeneous():
+    model = CPCE2D()
+    x = sample_input(model)
+    assert torch.allclose(model(3.0 * x), 3.0 * model(x), rtol=1e-5, atol=1e-7)  # float32
+
+
+def test_bad_input_is_explained():
+    with pytest.raises(ValueError, match="slabs"):
+        CPCE3D()(torch.zeros(1, 1, 5, 32, 32))
+    with pytest.raises(ValueError, match="divisible by 8"):
+        Critic(60)
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build("unet")
+    assert Critic(32)(torch.zeros(3, 1, 32, 32)).shape == (3, 1)
+
+
+@pytest.fixture
+def shipped(tmp_path):
+    """A manifest with one checkpoint, as the training command writes it."""
+    model = build("chen")
+    path = tmp_path / "chen.pt"
+    atomic_save({"model": model.state_dict()}, path)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"chen": {"file": "chen.pt", "architecture": "chen",
+                                             "sha256": sha256(path)}}))
+    return model, path, manifest
+
+
+def test_checkpoint_round_trip(shipped):
+    model, _, manifest = shipped
+    loaded = load("chen", manifest_path=manifest)
+    assert not loaded.training
+    x = sample_input(model)
+    assert torch.equal(loaded(x), model(x))
+
+
+def test_corrupted_or_missing_checkpoints_are_refused(shipped):
+    _, path, manifest = shipped
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match the manifest"):
+        load("chen", manifest_path=manifest)
+    with pytest.raises(CheckpointError, match="no shipped checkpoint named 'unet'"):
+        load("unet", manifest_path=manifest)
+    path.unlink()
+    with pytest.raises(CheckpointError, match="file is missing"):
+        load("chen", manifest_path=manifest)
