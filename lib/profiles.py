@@ -63,6 +63,23 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         # Noise realisations of a water cylinder for the noise power spectra.
         "nps_realisations": {"quick": 4, "default": 16, "paper": 64},
     },
+    "counting_linear_regions": {
+        # The network of the main figures, and the ROI around the lesion (pixels).
+        "model": {"quick": "chen", "default": "chen", "paper": "redcnn"},
+        "roi_size": {"quick": 32, "default": 64, "paper": 64},
+        # Lesion contrast range walked (mm^-1); the paper's is 0.007 to 0.04.
+        "contrast_start": {"quick": 0.007, "default": 0.007, "paper": 0.007},
+        "contrast_end": {"quick": 0.009, "default": 0.04, "paper": 0.04},
+        # Increment of the sampled (paper-style) curves over the whole range; the paper used 2e-7.
+        "sample_increment": {"quick": 1e-5, "default": 1e-5, "paper": 2e-7},
+        # Width of the two zoom windows, sampled at the paper's increment 2e-7.
+        "zoom_width": {"quick": 1e-5, "default": 2e-5, "paper": 2e-5},
+        # The five-network table: ROI (pixels) and contrast range end.
+        "table_roi": {"quick": 24, "default": 32, "paper": 64},
+        "table_contrast_end": {"quick": 0.0071, "default": 0.008, "paper": 0.04},
+        # Sub-intervals walked together as one batch.
+        "chunks": {"quick": 4, "default": 8, "paper": 16},
+    },
 }
 
 

@@ -6,6 +6,8 @@
 - :class:`Scanner` - projection, FBP and low-dose scans on ASTRA - :mod:`lib.ct.scanner`
 - :func:`read_dicom` - a DICOM file or series as mu - :mod:`lib.ct.dicom`
 - paired low-dose / normal-dose datasets and patches - :mod:`lib.ct.datasets`
+- a lung lesion seen through a low-dose scan, for the analysis chapters - :mod:`lib.ct.scenes`
+- the noise power spectrum - :mod:`lib.ct.noise`
 """
 
 from lib.ct.dicom import DicomError, read_dicom

@@ -4,8 +4,11 @@ For a convolutional network, output pixel i depends only on the inputs inside it
 (RF x RF pixels around it). Probe the network with the sum of unit impulses on a lattice of
 spacing s >= RF: in the JVP ``J p``, output pixel i receives a contribution from exactly one
 lattice point, the one inside its field, so ``(J p)_i = J[i, j(i)]``. The s^2 shifted lattices
-recover every entry of J in RF^2 JVPs instead of one autograd call per output pixel (4096 for a
-64 x 64 ROI). The receptive field is measured by :func:`lib.models.receptive_field`.
+recover every entry of J in RF^2 products ``J p`` instead of one autograd call per output pixel
+(4096 for a 64 x 64 ROI). The products run as plain batched forward passes of the network with its
+activation pattern frozen at x (:func:`lib.linearity.tracing.local_linear_map`), so the input's own
+forward pass is done once, not once per probe. The receptive field is measured by
+:func:`lib.models.receptive_field`.
 
 At a point inside a linear region the network is exactly ``H(x) = H(x0) + J0 (x - x0)``;
 :func:`linearize` evaluates that with one JVP and never forms J.
@@ -20,7 +23,7 @@ import torch
 from torch.func import jvp, vjp
 from tqdm.auto import tqdm
 
-from lib.linearity.tracing import activation_pattern
+from lib.linearity.tracing import activation_pattern, local_linear_map
 from lib.models.receptive_field import receptive_field
 
 
@@ -30,7 +33,7 @@ def _spatial(x: torch.Tensor) -> tuple[int, int]:
 
 def _probe_entries(model, x, field, batch, progress):
     """(rows, cols, values) of every possibly non-zero Jacobian entry, by lattice probing."""
-    activation_pattern(model, x[:1])  # refuses networks that are not piecewise linear
+    apply_jacobian = local_linear_map(model, x[:1])  # refuses networks that are not piecewise linear
     height, width = _spatial(x)
     lead = x.shape[2:-2]  # slab depth for 3-D networks
     n_lead = int(torch.tensor(lead).prod()) if lead else 1
@@ -39,11 +42,8 @@ def _probe_entries(model, x, field, batch, progress):
     offsets = [(k, a, b) for k in range(n_lead) for a in range(min(s, height))
                for b in range(min(s, width))]
     rows, cols, vals = [], [], []
-    out_rows = torch.arange(height).view(-1, 1).expand(height, width)
-    out_cols = torch.arange(width).view(1, -1).expand(height, width)
-
-    def fn(inp):
-        return model(inp)
+    out_rows = torch.arange(height, device=x.device).view(-1, 1).expand(height, width)
+    out_cols = torch.arange(width, device=x.device).view(1, -1).expand(height, width)
 
     for start in tqdm(range(0, len(offsets), batch), desc="probing Jacobian", disable=not progress):
         chunk = offsets[start:start + batch]
@@ -51,7 +51,7 @@ def _probe_entries(model, x, field, batch, progress):
         flat = probes.view(len(chunk), n_lead, height, width)
         for i, (k, a, b) in enumerate(chunk):
             flat[i, k, a::s, b::s] = 1.0
-        _, tangent = jvp(fn, (x.expand(len(chunk), *x.shape[1:]).contiguous(),), (probes,))
+        tangent = apply_jacobian(probes)
         tangent = tangent.reshape(len(chunk), -1, *tangent.shape[-2:])[:, 0]
         if tangent.shape[-2:] != (height, width):
             raise ValueError("lattice probing needs outputs the size of the input slices")
@@ -104,7 +104,7 @@ def jacobian_row(model: torch.nn.Module, x: torch.Tensor, pixel: tuple[int, int]
     out, pull = vjp(model, x)
     seed = torch.zeros_like(out)
     seed[0, 0, pixel[0], pixel[1]] = 1.0
-    return pull(seed)[0][0, 0]
+    return pull(seed)[0][0, 0].detach()
 
 
 @dataclass

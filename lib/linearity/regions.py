@@ -61,10 +61,15 @@ class RegionWalk:
         return torch.stack([edges[:-1], edges[1:]], dim=1)
 
     def missed_by_sampling(self, step: float) -> int:
-        """How many regions a sampling at ``t0, t0 + step, t0 + 2 step, ...`` never lands in."""
+        """How many regions a sampling at ``t0, t0 + step, ...`` (up to t1) never lands in.
+
+        A sample lands in a region when it lies strictly inside it; ``t0`` belongs to the first
+        region and a sample at ``t1`` to the last.
+        """
         bounds = self.region_bounds().numpy()
         first = np.floor((bounds[:, 0] - self.t0) / step) + 1  # first sample strictly inside
         last = np.ceil((bounds[:, 1] - self.t0) / step) - 1
+        last[-1] = np.floor((self.t1 - self.t0) / step * (1 + 1e-12))  # a sample at t1 counts
         seen = first <= last
         seen[0] = True  # t0 itself is sampled
         return int((~seen).sum())
@@ -92,10 +97,10 @@ def enumerate_regions(model: torch.nn.Module, x0: torch.Tensor, direction: torch
         raise ValueError(f"need t1 > t0, got t0={t0}, t1={t1}")
     net = copy.deepcopy(model).double().eval()
     x0, d = x0.double(), direction.double()
-    edges = torch.linspace(t0, t1, chunks + 1, dtype=torch.float64)
+    edges = torch.linspace(t0, t1, chunks + 1, dtype=torch.float64, device=x0.device)
     edges[-1] = t1
     ts, ends = edges[:-1].clone(), edges[1:]
-    active = torch.ones(chunks, dtype=torch.bool)
+    active = torch.ones(chunks, dtype=torch.bool, device=x0.device)
     current: list[torch.Tensor | None] = [None] * chunks  # pattern of each chunk's region
     pending: list[float | None] = [None] * chunks         # breakpoint awaiting its pattern
     found: list[list[tuple[float, int, int, int]]] = [[] for _ in range(chunks)]
@@ -108,12 +113,10 @@ def enumerate_regions(model: torch.nn.Module, x0: torch.Tensor, direction: torch
         x = x0 + t.view(-1, *[1] * (x0.dim() - 1)) * d
         _, _, record = traced_jvp(net, x, d.expand_as(x).contiguous(), REL_TOL)
         passes += 1
-        z, dz = record.flat("primals"), record.flat("tangents")
-        mask, at_zero = record.flat("masks"), record.flat("at_zero")
+        mask = record.flat_masks()
         if start_pattern is None:
             start_pattern = mask[0]  # the first pass includes chunk 0 at t0
-        heading = ~at_zero & (z * dz < 0)
-        nxt = t + torch.where(heading, -z / dz, torch.full_like(z, float("inf"))).amin(dim=1)
+        nxt = t + record.next_crossing
         # breakpoints in (t0, t1): a chunk owns its end, except the last chunk (t1 is excluded)
         inside = torch.where(idx == chunks - 1, nxt < ends[idx], nxt <= ends[idx])
         for row, c in enumerate(idx.tolist()):
@@ -135,7 +138,7 @@ def enumerate_regions(model: torch.nn.Module, x0: torch.Tensor, direction: torch
     rows = [row for chunk in found for row in chunk]
     return RegionWalk(
         t0, t1,
-        breakpoints=torch.tensor([r[0] for r in rows], dtype=torch.float64),
+        breakpoints=torch.tensor([r[0] for r in rows], dtype=torch.float64),  # on the CPU
         changes_from_start=torch.tensor([0] + [r[2] for r in rows]),
         changes_from_previous=torch.tensor([0] + [r[1] for r in rows]),
         hashes=torch.tensor([pattern_hash(start_pattern)] + [r[3] for r in rows], dtype=torch.int64),
@@ -162,7 +165,7 @@ def sample_patterns(model: torch.nn.Module, x0: torch.Tensor, direction: torch.T
     cumulative, changes, hashes = [], [], []
     reference = None
     for k in tqdm(range(0, len(ts), batch), desc="sampling patterns", disable=not progress):
-        t = ts[k:k + batch]
+        t = ts[k:k + batch].to(x0.device)
         masks = activation_pattern(net, x0 + t.view(-1, *[1] * (x0.dim() - 1)) * d)
         if reference is None:
             reference = masks[0]

@@ -45,16 +45,15 @@ class UnsupportedNonlinearity(TypeError):
 
 @dataclass
 class ActivationRecord:
-    """What one traced forward pass saw at each ReLU call, in call order."""
+    """What one traced forward pass saw: each ReLU call's mask (in call order) and, under
+    forward-mode AD, the distance along the tangent to the nearest zero crossing."""
 
-    primals: list[torch.Tensor] = field(default_factory=list)
-    tangents: list[torch.Tensor] = field(default_factory=list)
     masks: list[torch.Tensor] = field(default_factory=list)
-    at_zero: list[torch.Tensor] = field(default_factory=list)
+    next_crossing: torch.Tensor | None = None  # (B,): min over units heading for zero of -z/dz
 
-    def flat(self, which: str) -> torch.Tensor:
-        """(B, n_units): ``"primals"``, ``"tangents"``, ``"masks"`` or ``"at_zero"``, all calls."""
-        return torch.cat([t.flatten(1) for t in getattr(self, which)], dim=1)
+    def flat_masks(self) -> torch.Tensor:
+        """(B, n_units) bool: the activation pattern over all calls."""
+        return torch.cat([m.flatten(1) for m in self.masks], dim=1)
 
 
 class PiecewiseLinearTrace(TorchFunctionMode):
@@ -78,10 +77,12 @@ class PiecewiseLinearTrace(TorchFunctionMode):
             at_zero = primal.abs() <= self.rel_tol * scale
             above = primal > self.rel_tol * scale
             if tangent is not None:
+                tangent = tangent.detach()
                 above = above | (at_zero & (tangent > 0))
-                self.record.tangents.append(tangent.detach())
-            self.record.at_zero.append(at_zero)
-            self.record.primals.append(primal)
+                heading = ~at_zero & (primal * tangent < 0)
+                steps = torch.where(heading, -primal / tangent, torch.inf).flatten(1).amin(1)
+                best = self.record.next_crossing
+                self.record.next_crossing = steps if best is None else torch.minimum(best, steps)
             self.record.masks.append(above)
             gain = above.to(z.dtype) if slope == 0.0 else above.to(z.dtype) * (1 - slope) + slope
             return z * gain
@@ -110,7 +111,7 @@ def activation_pattern(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         model(x)
     if not trace.record.masks:
         raise UnsupportedNonlinearity("the network has no ReLU or LeakyReLU: nothing to trace")
-    return trace.record.flat("masks")
+    return trace.record.flat_masks()
 
 
 def traced_jvp(model: torch.nn.Module, x: torch.Tensor, direction: torch.Tensor,
@@ -122,3 +123,48 @@ def traced_jvp(model: torch.nn.Module, x: torch.Tensor, direction: torch.Tensor,
             out = model(fwAD.make_dual(x, direction))
         primal, tangent = fwAD.unpack_dual(out)
     return primal, tangent, trace.record
+
+
+class FixedPattern(TorchFunctionMode):
+    """Run a network with every activation frozen to a recorded pattern.
+
+    Each ReLU / LeakyReLU call multiplies its input by the gain of the recorded mask (broadcast
+    over the batch), so the network becomes the affine map ``u -> J u + c`` of the linear region
+    the masks came from; ``J p = f(p) - f(0)`` then needs one plain forward pass per batch.
+    """
+
+    def __init__(self, masks: list[torch.Tensor]):
+        super().__init__()
+        self.masks = masks
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _RELU or func in _LEAKY:
+            slope = 0.0
+            if func in _LEAKY:
+                slope = kwargs.get("negative_slope", args[1] if len(args) > 1 else 0.01)
+            mask = self.masks[self.calls]
+            self.calls += 1
+            z = args[0]
+            gain = mask.to(z.dtype) if slope == 0.0 else mask.to(z.dtype) * (1 - slope) + slope
+            return z * gain
+        return func(*args, **kwargs)
+
+
+def local_linear_map(model: torch.nn.Module, x: torch.Tensor):
+    """``v -> J_x v`` for batches of directions ``v`` (shaped like ``x``), from one traced pass.
+
+    Refuses networks that are not piecewise linear (the trace does).
+    """
+    trace = PiecewiseLinearTrace()
+    with torch.no_grad(), trace:
+        model(x)
+    masks = trace.record.masks
+
+    def apply(v: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), FixedPattern(masks):
+            out = model(torch.cat([torch.zeros_like(v[:1]), v]))
+        return out[1:] - out[:1]
+
+    return apply

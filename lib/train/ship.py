@@ -30,6 +30,7 @@ from lib.train.loops import TrainConfig, baseline, evaluate, train
 
 N_TEST = 8  # held-out test phantoms for the shipped numbers
 
+#: The settings of every shipped checkpoint (``python -m lib.train NAME --ship`` uses these).
 RECIPES: dict[str, TrainConfig] = {
     "features": TrainConfig("features", loss="autoencoder", steps=600, batch_size=16, lr=1e-3,
                             n_train=48, eval_every=100),
