@@ -38,7 +38,7 @@ def test_unknown_names_list_the_valid_ones():
         profiles.resolve("simulating_ct", "fast")
     with pytest.raises(ValueError, match=r"valid parameters: .*image_size"):
         profiles.resolve("simulating_ct", "quick", imagesize=3)
-    with pytest.raises(ValueError, match="chapters: simulating_ct"):
+    with pytest.raises(ValueError, match="chapters: .*simulating_ct"):
         profiles.resolve("no_such_chapter")
 
 

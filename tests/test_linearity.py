@@ -11,7 +11,7 @@ from lib.linearity import (UnsupportedNonlinearity, activation_pattern, enumerat
 from lib.linearity.regions import RegionWalk
 from lib.models import CPCE2D, CPCE3D, REDCNN, WGANVGG, ChenCNN
 
-torch.set_default_dtype(torch.float64)
+F64 = torch.float64
 
 
 class FunctionalNet(nn.Module):
@@ -35,16 +35,16 @@ def small_nets():
     torch.manual_seed(0)
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(4, 12), nn.ReLU(), nn.Linear(12, 12), nn.ReLU(),
                         nn.Linear(12, 4), nn.Unflatten(1, (1, 2, 2)))
-    return {"mlp": (mlp, (1, 1, 2, 2)), "functional conv": (FunctionalNet(), (1, 1, 5, 5))}
+    return {"mlp": (mlp.double(), (1, 1, 2, 2)), "functional conv": (FunctionalNet().double(), (1, 1, 5, 5))}
 
 
 @pytest.mark.parametrize("name", list(small_nets()))
 def test_exact_walk_against_dense_sampling_and_bisection(name):
     net, shape = small_nets()[name]
     g = torch.Generator().manual_seed(1)
-    x0, d = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    x0, d = torch.randn(shape, generator=g, dtype=F64), torch.randn(shape, generator=g, dtype=F64)
     walk = enumerate_regions(net, x0, d, -2.0, 2.0, chunks=3, progress=False)
-    ts = torch.linspace(-2.0, 2.0, 40001)
+    ts = torch.linspace(-2.0, 2.0, 40001, dtype=F64)
     dense = sample_patterns(net, x0, d, ts, batch=4000, progress=False)
     changes = (dense.hashes[1:] != dense.hashes[:-1]).nonzero().flatten()
     assert walk.n_regions >= len(changes) + 1  # never fewer regions than sampling sees
@@ -63,7 +63,7 @@ def test_exact_walk_against_dense_sampling_and_bisection(name):
             lo, hi = (mid, hi) if torch.equal(pattern(mid), left) else (lo, mid)
         assert (bp - hi).abs().min() < 1e-9
     # every breakpoint is confirmed by a pattern change on both sides
-    gaps = torch.diff(torch.cat([torch.tensor([-2.0]), bp, torch.tensor([2.0])]))
+    gaps = torch.diff(torch.cat([torch.tensor([-2.0], dtype=F64), bp, torch.tensor([2.0], dtype=F64)]))
     for i, b in enumerate(bp.tolist()):
         eps = min(gaps[i], gaps[i + 1]).item() / 4
         assert not torch.equal(pattern(b - eps), pattern(b + eps))
@@ -74,19 +74,21 @@ def test_exact_walk_against_dense_sampling_and_bisection(name):
 def test_simultaneous_crossings_count_as_one_breakpoint():
     # two identical units cross zero at the same t
     net = nn.Sequential(nn.Flatten(), nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 1),
-                        nn.Unflatten(1, (1, 1, 1)))
+                        nn.Unflatten(1, (1, 1, 1))).double()
     with torch.no_grad():
         net[1].weight.copy_(torch.tensor([[1.0], [1.0]]))
         net[1].bias.copy_(torch.tensor([-0.5, -0.5]))
-    walk = enumerate_regions(net, torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1), progress=False)
+    walk = enumerate_regions(net, torch.zeros(1, 1, 1, 1, dtype=F64), torch.ones(1, 1, 1, 1, dtype=F64),
+                            progress=False)
     assert walk.breakpoints.tolist() == [0.5]
     assert walk.changes_from_previous.tolist() == [0, 2]
 
 
 def test_inside_a_region_the_network_is_its_linearisation():
-    net = FunctionalNet()
+    net = FunctionalNet().double()
     g = torch.Generator().manual_seed(2)
-    x0, d = torch.randn(1, 1, 5, 5, generator=g), torch.randn(1, 1, 5, 5, generator=g)
+    x0 = torch.randn(1, 1, 5, 5, generator=g, dtype=F64)
+    d = torch.randn(1, 1, 5, 5, generator=g, dtype=F64)
     walk = enumerate_regions(net, x0, d, 0.0, 1.0, progress=False)
     a, b = walk.region_bounds()[walk.n_regions // 2].tolist()
     centre = x0 + (a + b) / 2 * d
@@ -96,7 +98,7 @@ def test_inside_a_region_the_network_is_its_linearisation():
 
 
 def test_missed_by_sampling_counts_thin_regions():
-    walk = RegionWalk(0.0, 1.0, torch.tensor([0.31, 0.32, 0.5]), torch.zeros(4), torch.zeros(4),
+    walk = RegionWalk(0.0, 1.0, torch.tensor([0.31, 0.32, 0.5], dtype=F64), torch.zeros(4), torch.zeros(4),
                       torch.zeros(4), 1)
     assert walk.missed_by_sampling(0.1) == 1    # (0.31, 0.32) holds no multiple of 0.1
     assert walk.missed_by_sampling(0.001) == 0
@@ -115,7 +117,7 @@ def test_jacobian_matches_autograd_on_every_architecture(name):
     net = ARCHITECTURES[name]().double().eval()
     side = 24 if name == "redcnn" else 12  # RED-CNN's valid convolutions need 21 pixels or more
     shape = (1, 1, 9, side, side) if name == "cpce3d" else (1, 1, side, side)
-    x = 0.02 * torch.rand(shape)
+    x = 0.02 * torch.rand(shape, dtype=F64)
     reference = torch.autograd.functional.jacobian(lambda v: net(v).flatten(), x)
     reference = reference.reshape(side * side, -1)
     assert torch.allclose(jacobian(net, x), reference, rtol=0, atol=1e-12)
@@ -125,7 +127,7 @@ def test_jacobian_matches_autograd_on_every_architecture(name):
 
 def test_sparse_jacobian_equals_the_dense_one():
     net = ChenCNN(width=4).double().eval()
-    x = 0.02 * torch.rand(1, 1, 30, 30)
+    x = 0.02 * torch.rand(1, 1, 30, 30, dtype=F64)
     sparse = sparse_jacobian(net, x, progress=False)
     assert sparse._nnz() <= 900 * 13 * 13
     assert torch.allclose(sparse.to_dense(), jacobian(net, x), atol=0)
