@@ -29,7 +29,30 @@ class _Decoder(nn.Module):
         return self.last(out)
 
 
-class CPCE2D(nn.Module):
+class _CPCE(nn.Module):
+    """Four 3x3 valid convolutions (``conv`` type, 32 channels, no bias, ReLU) and the decoder;
+    ``_conveyed`` turns an encoder map into the 2-D map its conveying path carries."""
+
+    def __init__(self, conv: type[nn.Module], width: int):
+        super().__init__()
+        self.scale_in, self.scale_out = to_network_units(), to_mu()
+        self.convs = nn.ModuleList(conv(1 if i == 0 else width, width, 3, bias=False)
+                                   for i in range(4))
+        self.decoder = _Decoder(width)
+        self.relu = nn.ReLU()
+
+    def _conveyed(self, feature_map: torch.Tensor) -> torch.Tensor:
+        return feature_map
+
+    def forward(self, x):
+        out, maps = self.scale_in(x), []
+        for conv in self.convs:
+            out = self.relu(conv(out))
+            maps.append(self._conveyed(out))
+        return self.scale_out(self.decoder(maps[3], [maps[2], maps[1], maps[0]]))
+
+
+class CPCE2D(_CPCE):
     """Four 3x3 valid convs (32, no bias, ReLU), then the conveying-path decoder.
 
     Input and output: mu images (B, 1, H, W) in mm^-1. Receptive field 17 x 17. Without biases
@@ -39,22 +62,10 @@ class CPCE2D(nn.Module):
     receptive_field = 17
 
     def __init__(self, width: int = 32):
-        super().__init__()
-        self.scale_in, self.scale_out = to_network_units(), to_mu()
-        self.convs = nn.ModuleList(nn.Conv2d(1 if i == 0 else width, width, 3, bias=False)
-                                   for i in range(4))
-        self.decoder = _Decoder(width)
-        self.relu = nn.ReLU()
-
-    def forward(self, x):
-        out, maps = self.scale_in(x), []
-        for conv in self.convs:
-            out = self.relu(conv(out))
-            maps.append(out)
-        return self.scale_out(self.decoder(maps[3], [maps[2], maps[1], maps[0]]))
+        super().__init__(nn.Conv2d, width)
 
 
-class CPCE3D(nn.Module):
+class CPCE3D(_CPCE):
     """CPCE with 3x3x3 valid convs over a slab of 9 adjacent slices (the depth shrinks 9-7-5-3-1);
     the conveying paths pass the centre slice of each encoder map to the 2-D decoder.
 
@@ -66,21 +77,15 @@ class CPCE3D(nn.Module):
     slab = 9
 
     def __init__(self, width: int = 32):
-        super().__init__()
-        self.scale_in, self.scale_out = to_network_units(), to_mu()
-        self.convs = nn.ModuleList(nn.Conv3d(1 if i == 0 else width, width, 3, bias=False)
-                                   for i in range(4))
-        self.decoder = _Decoder(width)
-        self.relu = nn.ReLU()
+        super().__init__(nn.Conv3d, width)
+
+    def _conveyed(self, feature_map: torch.Tensor) -> torch.Tensor:
+        return feature_map[:, :, feature_map.shape[2] // 2]
 
     def forward(self, x):
         if x.dim() != 5 or x.shape[2] != self.slab:
             raise ValueError(f"CPCE3D takes slabs (B, 1, {self.slab}, H, W), got {tuple(x.shape)}")
-        out, maps = self.scale_in(x), []
-        for conv in self.convs:
-            out = self.relu(conv(out))
-            maps.append(out[:, :, out.shape[2] // 2])
-        return self.scale_out(self.decoder(maps[3], [maps[2], maps[1], maps[0]]))
+        return super().forward(x)
 
 
 @torch.no_grad()
