@@ -15,13 +15,13 @@ Both methods run in the same precision: float32 (the models' own) by default, fl
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import resource
 import time
-from pathlib import Path
 
 import torch
+
+from results import write_result  # benchmarks/results.py
 
 LIMIT_BYTES = 24 * 1024 ** 3
 
@@ -90,9 +90,7 @@ def main() -> None:
                                                  results["largest_roi_in_24GiB"].items()))
     print(f"probed is {results['speedup']:.1f}x faster; largest difference "
           f"{results['max_abs_difference']:.1e}")
-    out = Path(__file__).parent / "results" / f"jacobian_{args.dtype}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    write_result(f"jacobian_{args.dtype}", results)
 
 
 if __name__ == "__main__":

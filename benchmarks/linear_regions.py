@@ -11,15 +11,14 @@ and regions found, and the ratios.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import torch
 
 from lib import models
 from lib.ct.scenes import lung_lesion_scene
 from lib.linearity import enumerate_regions, sample_patterns
+from results import write_result  # benchmarks/results.py
 
 PAPER_INCREMENT = 2e-7
 
@@ -65,9 +64,7 @@ def main() -> None:
     print(f"{'sampling at 2e-7':>22} {sampled_s:9.1f} {len(ts):12,} {sampled_regions:8,}")
     print(f"exact is {result['speedup']:.1f}x faster with {result['evaluation_ratio']:.1f}x fewer "
           f"evaluations; sampling missed {result['regions_missed_by_sampling']} regions")
-    out = Path(__file__).parent / "results" / "linear_regions.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    write_result("linear_regions", result)
 
 
 if __name__ == "__main__":

@@ -10,16 +10,15 @@ noiseless reconstruction error so that the comparison is like for like. One run,
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from skimage.transform import iradon, radon
 
 from lib.ct import Scanner, thorax_phantom
+from results import write_result  # benchmarks/results.py
 
 
 def timed(fn, repeats):
@@ -80,10 +79,7 @@ def main() -> None:
     print(f"{'both':>10} {'':>16} {'':>14} {result['speedup_scan_total']:6.1f}x")
     print(f"noiseless RMSE against the phantom: lib.ct {result['astra_noiseless_rmse_mm-1']:.2e}, "
           f"scikit-image {result['skimage_noiseless_rmse_mm-1']:.2e} mm^-1")
-    out = Path(__file__).parent / "results" / "scanner_throughput.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"written {out}")
+    write_result("scanner_throughput", result)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -45,5 +44,3 @@ def write_series(folder: Path, hu_slices: np.ndarray, spacing_mm: float = 2.0,
                        series_uid=uid, **kwargs)
     return uid
 
-
-__all__ = ["write_ct_slice", "write_series", "pydicom"]

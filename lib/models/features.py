@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from lib.ct.units import hu_to_mu
+from lib.models.scaling import to_mu, to_network_units
 
 _VGG19 = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
           512, 512, 512, 512]  # up to conv5_4 (ReLU included)
@@ -59,8 +60,6 @@ class PhantomFeatures(nn.Module):
 
     def __init__(self):
         super().__init__()
-        from lib.models.scaling import to_mu, to_network_units
-
         self.encoder = nn.Sequential(
             to_network_units(),
             nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
