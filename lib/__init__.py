@@ -4,7 +4,9 @@ Sub-packages and modules (one concept each):
 
 - :mod:`lib.ct` - simulated low-dose CT (phantoms, lesions, the scanner) and real DICOM input.
 - :mod:`lib.models` - the five denoisers, their receptive fields, and the shipped checkpoints.
-- :mod:`lib.linearity` - activation patterns, exact linear regions, probed Jacobians.
+- :mod:`lib.linearity` - activation patterns, exact and approximate linear regions, probed
+  Jacobians, their SVD.
+- :mod:`lib.instability` - worst-case perturbations in the image and the sinogram domain.
 - :mod:`lib.train` - training loops, metrics, data parallelism, ``python -m lib.train NAME --ship``.
 - :mod:`lib.profiles` - the ``quick`` / ``default`` / ``paper`` parameter sets of every chapter.
 - :mod:`lib.run` - the papermill runner: ``python -m lib.run --profile quick``.

@@ -38,6 +38,15 @@ COMMON: dict[str, dict[str, Any]] = {
 
 #: Per chapter: parameter -> {profile: value}.
 CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
+    "cnn_basics": {
+        # A tiny CNN trained on CT patches: steps, patch side, training slices, patches.
+        "train_steps": {"quick": 30, "default": 300, "paper": 2000},
+        "patch_size": {"quick": 24, "default": 32, "paper": 48},
+        "n_train_slices": {"quick": 2, "default": 8, "paper": 32},
+        "n_patches": {"quick": 128, "default": 1024, "paper": 8192},
+        # Hidden units per layer of the 2-D ReLU network whose regions are drawn.
+        "relu_width": {"quick": 8, "default": 12, "paper": 16},
+    },
     "simulating_ct": {
         # Phantom and reconstruction grid (pixels); the field of view stays 384 mm.
         "image_size": {"quick": 128, "default": 256, "paper": 512},
@@ -79,6 +88,49 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         "table_contrast_end": {"quick": 0.0071, "default": 0.008, "paper": 0.04},
         # Sub-intervals walked together as one batch.
         "chunks": {"quick": 4, "default": 8, "paper": 16},
+    },
+    "approximately_linear_regions": {
+        "model": {"quick": "chen", "default": "chen", "paper": "redcnn"},
+        "roi_size": {"quick": 32, "default": 64, "paper": 64},
+        # The (contrast, background) grid: contrast 0.001 to 0.08, background 0 to 0.04 (mm^-1).
+        "n_contrasts": {"quick": 8, "default": 27, "paper": 80},
+        "n_backgrounds": {"quick": 6, "default": 21, "paper": 41},
+        # Largest linearisation error (percent, see lib.linearity.approximate) within a region.
+        "threshold": {"quick": 10.0, "default": 10.0, "paper": 10.0},
+        # Thresholds of the regions-against-threshold curve, and the grid and ROI of that curve.
+        "curve_thresholds": {"quick": [5.0, 20.0], "default": [2.0, 3.0, 5.0, 10.0, 20.0, 40.0],
+                             "paper": [1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 40.0]},
+        "curve_roi": {"quick": 48, "default": 64, "paper": 64},
+        "curve_n_contrasts": {"quick": 4, "default": 14, "paper": 27},
+        "curve_n_backgrounds": {"quick": 3, "default": 11, "paper": 21},
+    },
+    "how_it_denoises": {
+        "model": {"quick": "chen", "default": "chen", "paper": "redcnn"},
+        # ROI side: the dense Jacobian is (ROI^2) x (ROI^2) and its SVD costs O(ROI^6).
+        "roi_size": {"quick": 24, "default": 48, "paper": 64},
+        # The grid and threshold of the cover that defines the approximate regions.
+        "n_contrasts": {"quick": 6, "default": 14, "paper": 27},
+        "n_backgrounds": {"quick": 5, "default": 11, "paper": 21},
+        "threshold": {"quick": 10.0, "default": 10.0, "paper": 10.0},
+        # Lesion contrast of the noisy inputs (mm^-1), and scanner noise realisations.
+        "lesion_contrast": {"quick": 0.02, "default": 0.02, "paper": 0.02},
+        "n_realisations": {"quick": 8, "default": 100, "paper": 100},
+        # Equation 7's singular-value threshold (the paper's 0.10).
+        "singular_threshold": {"quick": 0.10, "default": 0.10, "paper": 0.10},
+        # Leading singular values computed matrix-free as a check against the dense SVD.
+        "randomized_rank": {"quick": 8, "default": 32, "paper": 64},
+    },
+    "instability": {
+        "model": {"quick": "chen", "default": "chen", "paper": "redcnn"},
+        "roi_size": {"quick": 32, "default": 64, "paper": 64},
+        # Root-mean-square perturbation sizes in HU.
+        "norms_hu": {"quick": [3.0, 30.0], "default": [1.0, 3.0, 10.0, 30.0, 100.0],
+                     "paper": [0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0]},
+        "ascent_steps": {"quick": 10, "default": 60, "paper": 300},
+        "n_random": {"quick": 3, "default": 10, "paper": 50},
+        "power_iterations": {"quick": 10, "default": 50, "paper": 300},
+        "table_norm_hu": {"quick": 10.0, "default": 10.0, "paper": 10.0},
+        "sinogram_steps": {"quick": 3, "default": 30, "paper": 200},
     },
 }
 

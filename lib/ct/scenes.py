@@ -5,11 +5,16 @@ experiments move along ``x(c) = base + c * lesion`` in lesion contrast ``c`` (mm
 is a region of interest (ROI) of a simulated low-dose reconstruction without the lesion and
 ``lesion`` the lesion's anti-aliased profile (1 inside, 0 outside): the family is a straight line
 in input space, as the linear-region analysis needs.
+
+Its section on approximately linear regions adds a second direction: the lesion sits in a uniform
+background of intensity ``b``, ``x(c, b) = c * lesion + b * 1``, a plane in input space
+(:func:`uniform_lesion_scene`); noise enters as scanner noise of the same low-dose protocol
+(:func:`scanner_noise`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -23,7 +28,8 @@ class LesionScene:
     """An ROI around a lung lesion site: ``base`` (no lesion) and the lesion ``profile``.
 
     Both are (1, 1, H, W), or (1, 1, D, H, W) for slabs; ``centre`` is the lesion centre in ROI
-    pixels (row, col).
+    pixels (row, col). ``background`` is the direction in which the background intensity moves
+    (ones for :func:`uniform_lesion_scene`, zeros for the lung scene, whose background is ``base``).
     """
 
     base: torch.Tensor
@@ -31,11 +37,29 @@ class LesionScene:
     centre: tuple[int, int]
     pixel_mm: float
     diameter_mm: float
+    background: torch.Tensor | None = None
 
-    def at(self, contrast) -> torch.Tensor:
-        """The input with the lesion at ``contrast`` (a float or a 1-D tensor for a batch)."""
-        c = torch.as_tensor(contrast, dtype=self.base.dtype).reshape(-1, *[1] * (self.base.dim() - 1))
-        return self.base + c * self.profile
+    def at(self, contrast, background=0.0) -> torch.Tensor:
+        """The input ``base + contrast * profile + background * self.background``.
+
+        ``contrast`` and ``background`` are floats or 1-D tensors of one length (a batch).
+        """
+        shape = (-1, *[1] * (self.base.dim() - 1))
+        c = torch.as_tensor(contrast, dtype=self.base.dtype, device=self.base.device).reshape(shape)
+        x = self.base + c * self.profile
+        if self.background is None:
+            if torch.as_tensor(background).abs().max() > 0:
+                raise ValueError("this scene has no background direction; build it with "
+                                 "uniform_lesion_scene to vary the background")
+            return x
+        b = torch.as_tensor(background, dtype=self.base.dtype, device=self.base.device).reshape(shape)
+        return x + b * self.background
+
+    def to(self, *args, **kwargs) -> "LesionScene":
+        """The scene with its tensors moved or cast, as ``torch.Tensor.to``."""
+        moved = {k: getattr(self, k).to(*args, **kwargs)
+                 for k in ("base", "profile", "background") if getattr(self, k) is not None}
+        return replace(self, **moved)
 
 
 def lung_lesion_scene(roi: int = 64, diameter_mm: float = 9.0, seed: int = 0, I0: float = 1.25e4,
@@ -46,11 +70,8 @@ def lung_lesion_scene(roi: int = 64, diameter_mm: float = 9.0, seed: int = 0, I0
     With ``slab`` (odd), the ROI is a slab of that many adjacent slices and the lesion a sphere.
     """
     truth = thorax_phantom(size, pixel_mm, seed=seed)
-    row, col = lung_lesion_site(truth, diameter_mm, pixel_mm, seed=seed)
+    window = _lung_window(truth, roi, diameter_mm, pixel_mm, seed)
     half = roi // 2
-    row = min(max(row, half), size - roi + half)
-    col = min(max(col, half), size - roi + half)
-    window = (slice(row - half, row - half + roi), slice(col - half, col - half + roi))
     scanner = Scanner(size, pixel_mm)
     if slab:
         volume = thorax_slab(slab, size, pixel_mm, pixel_mm, seed=seed)
@@ -61,3 +82,46 @@ def lung_lesion_scene(roi: int = 64, diameter_mm: float = 9.0, seed: int = 0, I0
     low = scanner.scan(truth, I0, seed=seed)[window]
     profile = lesion_profile(low.shape, (half, half), diameter_mm, pixel_mm)
     return LesionScene(low[None, None], profile[None, None], (half, half), pixel_mm, diameter_mm)
+
+
+def uniform_lesion_scene(roi: int = 64, diameter_mm: float = 9.0, slab: int | None = None,
+                         pixel_mm: float = DEFAULT_PIXEL_MM) -> LesionScene:
+    """A lesion centred in a uniform background, noise-free: ``x(c, b) = c * lesion + b * 1``.
+
+    With ``slab`` (odd) the input is a slab of that many slices and the lesion a sphere.
+    """
+    shape = (slab, roi, roi) if slab else (roi, roi)
+    centre = (slab // 2, roi // 2, roi // 2) if slab else (roi // 2, roi // 2)
+    profile = lesion_profile(shape, centre, diameter_mm, pixel_mm)[None, None]
+    return LesionScene(torch.zeros_like(profile), profile, (roi // 2, roi // 2), pixel_mm,
+                       diameter_mm, background=torch.ones_like(profile))
+
+
+def scanner_noise(n: int, roi: int = 64, I0: float = 1.25e4, seed: int = 0,
+                  size: int = DEFAULT_SIZE, pixel_mm: float = DEFAULT_PIXEL_MM) -> torch.Tensor:
+    """``n`` realisations (n, 1, roi, roi) of low-dose CT noise at a lung lesion site.
+
+    Each is a reconstruction from Poisson counts at ``I0`` minus the noise-free reconstruction of
+    the same thorax phantom, cropped to the ROI: noise with the magnitude and the correlation
+    (texture) that the scanner and FBP give, not white noise. Realisation ``k`` uses seed
+    ``seed + k``.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    truth = thorax_phantom(size, pixel_mm, seed=seed)
+    window = _lung_window(truth, roi, 9.0, pixel_mm, seed)
+    scanner = Scanner(size, pixel_mm)
+    clean = scanner.fbp(scanner.project(truth))[window]
+    noise = [scanner.scan(truth, I0, seed=seed + k)[window] - clean for k in range(n)]
+    return torch.stack(noise)[:, None]
+
+
+def _lung_window(truth: torch.Tensor, roi: int, diameter_mm: float, pixel_mm: float,
+                 seed: int) -> tuple[slice, slice]:
+    """The ROI window (rows, cols) around a lung site that fits the lesion, kept inside the slice."""
+    size = truth.shape[-1]
+    row, col = lung_lesion_site(truth, diameter_mm, pixel_mm, seed=seed)
+    half = roi // 2
+    row = min(max(row, half), size - roi + half)
+    col = min(max(col, half), size - roi + half)
+    return slice(row - half, row - half + roi), slice(col - half, col - half + roi)

@@ -125,6 +125,6 @@ class Linearization:
 
 def linearize(model: torch.nn.Module, x0: torch.Tensor, dtype=torch.float64) -> Linearization:
     """The local linear system of ``model`` at ``x0`` (a copy of the model in ``dtype``)."""
-    net = copy.deepcopy(model).to(dtype).eval()
+    net = copy.deepcopy(model).to(dtype).eval().requires_grad_(False)  # a private copy
     activation_pattern(net, x0.to(dtype))  # refuses networks that are not piecewise linear
     return Linearization(net, x0.to(dtype))

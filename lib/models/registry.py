@@ -6,14 +6,18 @@ hardware, validation metrics) and its sha256. :func:`load` refuses a file whose 
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
+import os
+import platform
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from lib.paths import DATA
+from lib.storage import atomic_write_text
 
 MANIFEST = DATA / "manifest.json"
 
@@ -32,6 +36,24 @@ def sha256(path: Path) -> str:
 
 def read_manifest(path: Path = MANIFEST) -> dict:
     return json.loads(Path(path).read_text()) if Path(path).exists() else {}
+
+
+def register(name: str, path: Path, entry: dict, device: str, manifest_path: Path = MANIFEST) -> dict:
+    """Record the checkpoint written at ``path`` in the manifest under ``name``, atomically.
+
+    Adds the file name, its sha256, the hardware (``device`` it was trained on) and the time to
+    ``entry`` (command, config, history, metrics, ...); returns the completed entry.
+    """
+    entry = {"file": Path(path).relative_to(Path(manifest_path).parent).as_posix(),
+             "sha256": sha256(path), **entry,
+             "hardware": {"machine": platform.machine(), "processor": platform.processor(),
+                          "cpu_count": os.cpu_count(), "torch": torch.__version__,
+                          "device": device, "processes": int(os.environ.get("WORLD_SIZE", "1"))},
+             "trained": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    manifest = read_manifest(manifest_path)
+    manifest[name] = entry
+    atomic_write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", Path(manifest_path))
+    return entry
 
 
 def load_checkpoint_weights(name: str, manifest_path: Path = MANIFEST) -> tuple[dict, dict]:

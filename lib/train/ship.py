@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -23,9 +21,9 @@ import torch
 
 from lib.ct.datasets import SPLIT_OFFSETS, phantom_pairs
 from lib.models import slab_depth
-from lib.models.registry import MANIFEST, read_manifest, sha256
+from lib.models.registry import register
 from lib.paths import DATA, ROOT
-from lib.storage import atomic_save, atomic_write_text
+from lib.storage import atomic_save
 from lib.train.loops import TrainConfig, baseline, evaluate, train
 
 N_TEST = 8  # held-out test phantoms for the shipped numbers
@@ -55,15 +53,14 @@ def ship(name: str, config: TrainConfig, device: str = "auto", command: str = ""
     result = train(config, checkpoint=work, device=device)
     if int(os.environ.get("RANK", "0")) != 0:
         return {}
+    trained_on = str(next(result.model.parameters()).device)
     model = result.model.cpu()
     slab = slab_depth(model)
     test = phantom_pairs("test", N_TEST, config.protocol(slab), progress=False)
     target = DATA / f"{name}.pt"
     atomic_save({"model": model.state_dict()}, target)
     entry = {
-        "file": target.name,
         "architecture": config.model,
-        "sha256": sha256(target),
         "command": command,
         "config": dataclasses.asdict(config),
         "data": {split: f"phantom seeds {SPLIT_OFFSETS[split]}..{SPLIT_OFFSETS[split] + n - 1}"
@@ -71,19 +68,12 @@ def ship(name: str, config: TrainConfig, device: str = "auto", command: str = ""
                                   ("test", N_TEST))},
         "steps": result.steps_done,
         "wall_time_s": round(result.seconds, 1),
-        "hardware": {"machine": platform.machine(), "processor": platform.processor(),
-                     "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                     "device": str(next(result.model.parameters()).device),
-                     "processes": int(os.environ.get("WORLD_SIZE", "1"))},
-        "trained": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "history": result.history,
         "test": {"model": evaluate(model, test, config.loss)},
     }
     if config.loss != "autoencoder":
         entry["test"]["low_dose_input"] = baseline(test)
-    manifest = read_manifest()
-    manifest[name] = entry
-    atomic_write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", MANIFEST)
+    entry = register(name, target, entry, trained_on)
     return entry
 
 
