@@ -120,6 +120,17 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         # Leading singular values computed matrix-free as a check against the dense SVD.
         "randomized_rank": {"quick": 8, "default": 32, "paper": 64},
     },
+    "invariances": {
+        # Denoisers analysed (each needs its shipped cINNs; see lib.invariance.ship.LAYERS).
+        "networks": {"quick": ["chen"], "default": ["chen", "wganvgg", "redcnn", "cpce2d"],
+                     "paper": ["chen", "wganvgg", "redcnn", "cpce2d"]},
+        # Invariance samples per patch for the std maps (the paper: 250), test patches shown.
+        "n_samples": {"quick": 16, "default": 250, "paper": 250},
+        "n_examples": {"quick": 1, "default": 2, "paper": 3},
+        # Feed-back table: test patches and samples per patch.
+        "feedback_patches": {"quick": 2, "default": 16, "paper": 64},
+        "feedback_samples": {"quick": 4, "default": 16, "paper": 32},
+    },
     "instability": {
         "model": {"quick": "chen", "default": "chen", "paper": "redcnn"},
         "roi_size": {"quick": 32, "default": 64, "paper": 64},
