@@ -1,6 +1,8 @@
 """Invariance models: the conditional INN (invertibility, log-determinant, conditioning), the VAE,
 layer features, and resumable training."""
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -125,6 +127,7 @@ def test_every_shipped_invariance_model_is_verified_and_works():
     assert vae.decode(vae.encode(x)[0]).shape == x.shape
     for name, config in RECIPES.items():
         assert manifest[name]["command"].startswith("python -m lib.invariance")
+        assert manifest[name]["config"] == dataclasses.asdict(config), f"{name}: retrain, recipe changed"
         if config.kind != "cinn":
             continue
         inn = load(name)
