@@ -27,6 +27,9 @@ from lib.models.wganvgg import WGANVGG, Critic
 ARCHITECTURES = {"chen": ChenCNN, "redcnn": REDCNN, "wganvgg": WGANVGG, "cpce2d": CPCE2D,
                  "cpce3d": CPCE3D, "features": PhantomFeatures}
 DENOISERS = ("chen", "redcnn", "wganvgg", "cpce2d", "cpce3d")
+#: How the book's figures and tables name them.
+DISPLAY_NAMES = {"chen": "Chen CNN", "redcnn": "RED-CNN", "wganvgg": "WGAN-VGG", "cpce2d": "CPCE-2D",
+                 "cpce3d": "CPCE-3D"}
 
 
 def build(name: str) -> nn.Module:
@@ -43,4 +46,4 @@ def slab_depth(model: nn.Module) -> int | None:
 
 __all__ = ["ChenCNN", "REDCNN", "WGANVGG", "Critic", "CPCE2D", "CPCE3D", "transfer_2d_to_3d",
            "PhantomFeatures", "VGG19Features", "receptive_field", "load", "build", "slab_depth",
-           "CheckpointError", "ARCHITECTURES", "DENOISERS"]
+           "CheckpointError", "ARCHITECTURES", "DENOISERS", "DISPLAY_NAMES"]

@@ -17,8 +17,6 @@ import shlex
 import sys
 import time
 
-import torch
-
 from lib.ct.datasets import SPLIT_OFFSETS, phantom_pairs
 from lib.models import slab_depth
 from lib.models.registry import register
