@@ -171,8 +171,27 @@ def resolve(chapter: str, profile: str | None = None, **overrides: Any) -> Simpl
             f"valid parameters: {', '.join(sorted(table))}"
         )
     values = {name: by_profile[profile] for name, by_profile in table.items()}
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    values.update({k: _checked(chapter, k, v, table[k]) for k, v in overrides.items()
+                   if v is not None})
     return SimpleNamespace(profile=profile, **values)
+
+
+def _checked(chapter: str, name: str, value: Any, by_profile: dict[str, Any]) -> Any:
+    """``value`` if it has the type of the profiles' values for ``name`` (an int where a float
+    is expected becomes a float); counts that are positive in every profile must be positive."""
+    defaults = list(by_profile.values())
+    kinds = {bool if isinstance(d, bool) else type(d) for d in defaults if d is not None}
+    problem = None
+    if kinds == {float} and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kinds and not any(type(value) is kind for kind in kinds):
+        problem = f"of type {' or '.join(sorted(k.__name__ for k in kinds))}"
+    elif kinds == {int} and all(d >= 1 for d in defaults) and value < 1:
+        problem = "a whole number of at least 1"
+    if problem:
+        raise ValueError(f"parameter {name}={value!r} of chapter {chapter!r} must be {problem} "
+                         f"(the profiles use {by_profile})")
+    return value
 
 
 def _check_profile(profile: str) -> str:

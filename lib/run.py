@@ -23,7 +23,7 @@ from typing import Any
 
 from lib.notebooks import chapter_notebooks
 from lib.paths import ROOT
-from lib.profiles import PROFILE_NAMES
+from lib.profiles import PROFILE_NAMES, resolve
 
 
 @dataclass
@@ -45,7 +45,15 @@ def select(notebooks: list[Path], only: list[str] | None) -> list[Path]:
     """The notebooks whose number or name matches one of ``only`` (all when ``only`` is empty)."""
     if not only:
         return notebooks
-    chosen = [nb for nb in notebooks if any(nb.stem.startswith(o) or o in nb.stem for o in only)]
+    if any(not o.strip() for o in only):
+        raise SystemExit("error: --only was given an empty chapter name; name chapters by "
+                         "number (02) or name (simulating_ct)")
+
+    def matches(nb: Path, o: str) -> bool:
+        number, _, name = nb.stem.partition("_")
+        return int(o) == int(number) if o.isdigit() else o in name or o == nb.stem
+
+    chosen = [nb for nb in notebooks if any(matches(nb, o) for o in only)]
     if not chosen:
         names = ", ".join(nb.stem for nb in notebooks)
         raise SystemExit(f"error: --only {' '.join(only)} matches no chapter; chapters: {names}")
@@ -116,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     if "profile" in overrides:
         raise SystemExit("error: set the profile with --profile, not -p profile")
     per_notebook = check_parameters(notebooks, overrides)
+    for nb, values in per_notebook.items():
+        try:
+            resolve(nb.stem.partition("_")[2], args.profile, **values)
+        except ValueError as err:
+            raise SystemExit(f"error: {err}") from err
     out_dir = (args.output or ROOT / "_build" / "runs" / args.profile).resolve()
     if out_dir.is_relative_to((ROOT / "data").resolve()):
         raise SystemExit("error: --output may not be inside data/ (shipped artefacts only)")

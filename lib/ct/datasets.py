@@ -106,7 +106,11 @@ def phantom_pairs(split: str, n: int, protocol: DoseProtocol = DoseProtocol(),
                           "seeds": [seeds[0], len(seeds)] if seeds else []}, sort_keys=True)
         path = cache_dir("datasets") / f"{split}-{n}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
         if path.exists():
-            return PairedImages(**torch.load(path, weights_only=True))
+            try:
+                return PairedImages(**torch.load(path, weights_only=True))
+            except (RuntimeError, EOFError, OSError, ValueError, TypeError, KeyError) as err:
+                raise ValueError(f"the cached dataset {path} cannot be read ({err}); it is "
+                                 "damaged: delete it and it is simulated again") from err
     truth = torch.stack([_phantom(protocol, s) for s in
                          tqdm(seeds, desc=f"{split} phantoms", disable=not progress, leave=False)])
     pairs = simulate_pairs(truth, protocol, seeds, progress)

@@ -30,7 +30,7 @@ from lib.invariance.cinn import ConditionalINN, negative_log_likelihood
 from lib.invariance.layers import layer_output
 from lib.invariance.vae import PatchVAE, kl_divergence
 from lib.models import load as load_denoiser
-from lib.models.registry import load_checkpoint_weights
+from lib.models.registry import CheckpointError, load_checkpoint_weights
 from lib.storage import atomic_save
 from lib.train.loops import TrainResult, read_checkpoint
 
@@ -182,6 +182,9 @@ def build(config: InvarianceConfig, device: str | torch.device = "cpu") -> torch
 def load(name: str, device: str | torch.device = "cpu") -> torch.nn.Module:
     """A shipped invariance model (VAE, cINN or cVAE) by manifest name, checksum verified."""
     weights, entry = load_checkpoint_weights(name)
+    if not str(entry.get("architecture", "")).startswith("invariance"):
+        raise CheckpointError(f"{name!r} is a denoiser, not an invariance model: load it with "
+                              f"lib.models.load({name!r}); invariance models are named inv-...")
     model = build(InvarianceConfig(**entry["config"]), device)
     model.load_state_dict(weights)
     return model.eval()

@@ -8,7 +8,10 @@ recover every entry of J in RF^2 products ``J p`` instead of one autograd call p
 (4096 for a 64 x 64 ROI). The products run as plain batched forward passes of the network with its
 activation pattern frozen at x (:func:`lib.linearity.tracing.local_linear_map`), so the input's own
 forward pass is done once, not once per probe. The receptive field is measured by
-:func:`lib.models.receptive_field`.
+:func:`lib.models.receptive_field`. A ``field`` smaller than the true one would alias entries; so
+the assembled J is checked against one more product ``J v`` with a random ``v`` (all entries
+non-zero, so every aliased entry shows) and refused when they differ by more than
+``sqrt(machine epsilon)`` relative.
 
 At a point inside a linear region the network is exactly ``H(x) = H(x0) + J0 (x - x0)``;
 :func:`linearize` evaluates that with one JVP and never forms J.
@@ -23,12 +26,23 @@ import torch
 from torch.func import jvp, vjp
 from tqdm.auto import tqdm
 
-from lib.linearity.tracing import activation_pattern, local_linear_map
+from lib.linearity.tracing import activation_pattern, check_finite, local_linear_map
 from lib.models.receptive_field import receptive_field
 
 
 def _spatial(x: torch.Tensor) -> tuple[int, int]:
     return x.shape[-2], x.shape[-1]
+
+
+def _check(x: torch.Tensor, field: int | None, caller: str) -> int | None:
+    """Refuse inputs that are not one finite image or slab, and fields that are not positive."""
+    if x.dim() not in (4, 5) or x.shape[0] != 1:
+        raise ValueError(f"{caller} takes a single input of shape (1, 1, H, W) or a slab "
+                         f"(1, 1, D, H, W), got shape {tuple(x.shape)}")
+    check_finite(x=x)
+    if field is not None and (int(field) != field or field < 1):
+        raise ValueError(f"field must be a positive number of pixels, got {field!r}")
+    return field
 
 
 def _probe_entries(model, x, field, batch, progress):
@@ -63,7 +77,23 @@ def _probe_entries(model, x, field, batch, progress):
             rows.append((out_rows * width + out_cols)[ok])
             cols.append((k * height * width + p * width + q)[ok])
             vals.append(tangent[i][ok])
-    return torch.cat(rows), torch.cat(cols), torch.cat(vals)
+    rows, cols, vals = torch.cat(rows), torch.cat(cols), torch.cat(vals)
+    _verify(apply_jacobian, x, field, rows, cols, vals)
+    return rows, cols, vals
+
+
+def _verify(apply_jacobian, x, field, rows, cols, vals) -> None:
+    """Compare the assembled entries with one direct product ``J v`` (random ``v``)."""
+    generator = torch.Generator(device=x.device).manual_seed(0)
+    v = torch.randn(x[0].numel(), generator=generator, dtype=x.dtype, device=x.device)
+    direct = apply_jacobian(v.view(1, *x.shape[1:])).flatten()
+    assembled = torch.zeros_like(direct).index_add_(0, rows, vals * v[cols])
+    error = float((assembled - direct).abs().max())
+    scale = float(direct.abs().max()) or 1.0
+    if error > torch.finfo(x.dtype).eps ** 0.5 * scale:
+        raise ValueError(f"field={field} is smaller than the network's receptive field: the "
+                         f"probed Jacobian differs from a direct product J v by {error / scale:.2g} "
+                         "(relative); leave field=None to measure it, or pass a larger one")
 
 
 def jacobian(model: torch.nn.Module, x: torch.Tensor, field: int | None = None,
@@ -73,9 +103,7 @@ def jacobian(model: torch.nn.Module, x: torch.Tensor, field: int | None = None,
     Pixels are in row-major order (slab inputs (1, 1, D, H, W): slice-major). ``field`` is the
     receptive field in pixels (measured when not given); ``batch`` probes run per forward pass.
     """
-    if x.shape[0] != 1:
-        raise ValueError(f"jacobian takes a single input (batch 1), got shape {tuple(x.shape)}")
-    field = field or max(receptive_field(model, depth=x.shape[2] if x.dim() == 5 else None)[-2:])
+    field = _check(x, field, "jacobian") or max(receptive_field(model, depth=x.shape[2] if x.dim() == 5 else None)[-2:])
     rows, cols, vals = _probe_entries(model, x, field, batch, progress)
     n_out = x.shape[-2] * x.shape[-1]
     dense = torch.zeros(n_out, x[0].numel(), dtype=x.dtype, device=x.device)
@@ -87,9 +115,7 @@ def sparse_jacobian(model: torch.nn.Module, x: torch.Tensor, field: int | None =
                     batch: int = 32, progress: bool = True) -> torch.Tensor:
     """The same exact Jacobian as a sparse COO tensor, for whole slices too large for a dense
     matrix (n_out * RF^2 stored entries instead of n_out * n_in)."""
-    if x.shape[0] != 1:
-        raise ValueError(f"sparse_jacobian takes a single input (batch 1), got {tuple(x.shape)}")
-    field = field or max(receptive_field(model, depth=x.shape[2] if x.dim() == 5 else None)[-2:])
+    field = _check(x, field, "sparse_jacobian") or max(receptive_field(model, depth=x.shape[2] if x.dim() == 5 else None)[-2:])
     rows, cols, vals = _probe_entries(model, x, field, batch, progress)
     n_out = x.shape[-2] * x.shape[-1]
     return torch.sparse_coo_tensor(torch.stack([rows, cols]), vals,
@@ -99,8 +125,7 @@ def sparse_jacobian(model: torch.nn.Module, x: torch.Tensor, field: int | None =
 def jacobian_row(model: torch.nn.Module, x: torch.Tensor, pixel: tuple[int, int]) -> torch.Tensor:
     """Row ``pixel`` (row, col) of the Jacobian at ``x``: the output pixel's *equivalent filter*,
     the weights with which it sums the input, shaped like the input. One VJP."""
-    if x.shape[0] != 1:
-        raise ValueError(f"jacobian_row takes a single input (batch 1), got {tuple(x.shape)}")
+    _check(x, None, "jacobian_row")
     out, pull = vjp(model, x)
     seed = torch.zeros_like(out)
     seed[0, 0, pixel[0], pixel[1]] = 1.0
@@ -125,6 +150,7 @@ class Linearization:
 
 def linearize(model: torch.nn.Module, x0: torch.Tensor, dtype=torch.float64) -> Linearization:
     """The local linear system of ``model`` at ``x0`` (a copy of the model in ``dtype``)."""
+    check_finite(x0=x0)
     net = copy.deepcopy(model).to(dtype).eval().requires_grad_(False)  # a private copy
     activation_pattern(net, x0.to(dtype))  # refuses networks that are not piecewise linear
     return Linearization(net, x0.to(dtype))

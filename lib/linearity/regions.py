@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lib.linearity.tracing import activation_pattern, traced_jvp
+from lib.linearity.tracing import activation_pattern, check_finite, traced_jvp
 
 #: Pre-activations within this fraction of their layer's largest |z| count as exactly zero.
 REL_TOL = 1e-9
@@ -93,8 +93,12 @@ def enumerate_regions(model: torch.nn.Module, x0: torch.Tensor, direction: torch
     if x0.shape != direction.shape or x0.shape[0] != 1:
         raise ValueError(f"x0 {tuple(x0.shape)} and direction {tuple(direction.shape)} must have "
                          "the same shape with batch size 1")
+    check_finite(x0=x0, direction=direction, t0=t0, t1=t1)
     if not t1 > t0:
         raise ValueError(f"need t1 > t0, got t0={t0}, t1={t1}")
+    if isinstance(chunks, bool) or int(chunks) != chunks or chunks < 1:
+        raise ValueError(f"chunks must be a positive whole number, got {chunks!r}")
+    chunks = int(chunks)
     net = copy.deepcopy(model).double().eval()
     x0, d = x0.double(), direction.double()
     edges = torch.linspace(t0, t1, chunks + 1, dtype=torch.float64, device=x0.device)
@@ -113,7 +117,7 @@ def enumerate_regions(model: torch.nn.Module, x0: torch.Tensor, direction: torch
         x = x0 + t.view(-1, *[1] * (x0.dim() - 1)) * d
         _, _, record = traced_jvp(net, x, d.expand_as(x).contiguous(), REL_TOL)
         passes += 1
-        mask = record.flat_masks()
+        mask = record.flat_masks(len(idx))
         if start_pattern is None:
             start_pattern = mask[0]  # the first pass includes chunk 0 at t0
         nxt = t + record.next_crossing
@@ -161,6 +165,7 @@ def sample_patterns(model: torch.nn.Module, x0: torch.Tensor, direction: torch.T
     net = copy.deepcopy(model).double().eval()
     x0, d = x0.double(), direction.double()
     ts = torch.as_tensor(ts, dtype=torch.float64)
+    check_finite(x0=x0, direction=direction, ts=ts)
     seen: set[int] = set()
     cumulative, changes, hashes = [], [], []
     reference = None

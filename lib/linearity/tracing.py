@@ -1,11 +1,17 @@
-"""Seeing every ReLU of a network, whether it is a module or a functional call.
+"""Following a network's forward pass op by op, and refusing what is not exactly piecewise linear.
 
-A :class:`torch.overrides.TorchFunctionMode` intercepts ``F.relu``, ``torch.relu``, ``Tensor.relu``
-and ``F.leaky_relu`` during a forward pass, records each call's pre-activation ``z`` (and, under
-forward-mode AD, its tangent ``dz``), and applies the activation as ``z * mask`` with the mask of
-its choosing. Any other nonlinearity is refused with an error that names it: the exact analysis
-holds only for piecewise linear networks (convolutions, transposed convolutions, linear layers,
-ReLU / LeakyReLU, concatenation, addition, fixed affine maps).
+A :class:`torch.overrides.TorchFunctionMode` sees every torch call of a forward pass. It tracks
+which tensors depend on the input (the input itself and every result computed from it) and lets
+such tensors through only the operations on an allow-list of maps known to be exactly linear or
+affine in them (convolutions, transposed convolutions, linear layers, sums, concatenation,
+indexing and reshapes, scaling by a constant, average pooling, padding, BatchNorm in eval mode).
+ReLU and LeakyReLU calls (``F.relu``, ``torch.relu``, ``Tensor.relu``, ``F.leaky_relu``) are
+recorded: each call's pre-activation ``z`` (and, under forward-mode AD, its tangent ``dz``), and
+the activation is applied as ``z * mask`` with the mask of the trace's choosing. Anything else
+that touches the input - tanh, PReLU, Threshold, max pooling, normalisation by the input's own
+statistics, ``abs``, ``x * x``, ``torch.max(a, b)``, a product of two branches - raises
+:class:`UnsupportedNonlinearity` naming the operation. Operations on constants only (weights,
+buffers) are not restricted: they cannot make the map from input to output nonlinear.
 
 The mask rule is *right-continuous along the path*: a unit is active when ``z > tol``, or when
 ``|z| <= tol`` and ``dz > 0`` (it is about to become active). So at a breakpoint the recorded
@@ -23,24 +29,87 @@ import torch
 import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.weak import WeakIdKeyDictionary
 
-_RELU = {F.relu, torch.relu, torch.Tensor.relu, F.relu_, torch.relu_, torch.Tensor.relu_}
+T = torch.Tensor
+_RELU = {F.relu, torch.relu, T.relu, F.relu_, torch.relu_, T.relu_}
 _LEAKY = {F.leaky_relu, F.leaky_relu_}
-_REFUSED = {
-    torch.tanh: "tanh", F.tanh: "tanh", torch.Tensor.tanh: "tanh",
-    torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", torch.Tensor.sigmoid: "sigmoid",
-    F.gelu: "GELU", F.silu: "SiLU", F.elu: "ELU", F.selu: "SELU", F.celu: "CELU",
-    F.softplus: "softplus", F.softmax: "softmax", F.log_softmax: "log-softmax",
-    F.hardtanh: "hardtanh", F.relu6: "ReLU6", F.mish: "Mish", F.hardswish: "hardswish",
-    F.hardsigmoid: "hardsigmoid", F.max_pool1d: "max pooling", F.max_pool2d: "max pooling",
-    F.max_pool3d: "max pooling", torch.exp: "exp", torch.log: "log", torch.abs: "abs",
-    torch.clamp: "clamp", torch.Tensor.clamp: "clamp", torch.maximum: "maximum",
-    torch.minimum: "minimum", F.dropout: "dropout (in training mode)",
+#: Linear in every input-dependent argument (a sum of such terms is linear too).
+_LINEAR = {
+    F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d,
+    torch.conv1d, torch.conv2d, torch.conv3d, torch.conv_transpose1d, torch.conv_transpose2d,
+    torch.conv_transpose3d, F.linear, F.pad, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
+    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.pixel_shuffle,
+    F.pixel_unshuffle,
+    torch.add, T.add, T.add_, T.__add__, T.__radd__, T.__iadd__,
+    torch.sub, T.sub, T.sub_, T.__sub__, T.__rsub__, T.__isub__,
+    torch.neg, T.neg, T.__neg__, T.__pos__,
+    torch.cat, torch.concat, torch.stack, torch.flatten, torch.reshape, torch.squeeze,
+    torch.unsqueeze, torch.permute, torch.transpose, torch.narrow, torch.select, torch.chunk,
+    torch.split, torch.sum, torch.mean, torch.clone,
+    T.__getitem__, T.view, T.view_as, T.reshape, T.reshape_as, T.flatten, T.unflatten, T.permute,
+    T.transpose, T.squeeze, T.unsqueeze, T.contiguous, T.clone, T.expand, T.expand_as, T.narrow,
+    T.select, T.chunk, T.split, T.repeat, T.sum, T.mean, T.to, T.double, T.float, T.half,
+    T.type_as, T.cpu, T.cuda,
 }
+#: Linear when at most one factor depends on the input (scaling by a constant).
+_PRODUCT = {torch.mul, T.mul, T.mul_, T.__mul__, T.__rmul__, T.__imul__}
+#: Linear when only the numerator depends on the input.
+_QUOTIENT = {torch.div, T.div, T.div_, T.__truediv__, T.__itruediv__}
+#: Facts about a tensor that do not depend on its values.
+_METADATA = {T.dim, T.size, T.numel, T.__len__, T.stride, T.is_contiguous, T.is_floating_point,
+             T.shape.__get__, T.ndim.__get__, T.dtype.__get__, T.device.__get__,
+             T.requires_grad.__get__, T.is_cuda.__get__, T.layout.__get__}
+#: How some refused operations are called in messages, and what to do about them.
+_HINTS = {
+    F.batch_norm: (("BatchNorm in training mode (it normalises by the batch's own statistics "
+                    "and would update the running statistics)"), "call model.eval() first"),
+    F.dropout: ("dropout in training mode", "call model.eval() first"),
+    F.prelu: ("PReLU", "replace it by LeakyReLU with a fixed slope"),
+    torch.prelu: ("PReLU", "replace it by LeakyReLU with a fixed slope"),
+    "product": ("a product of two input-dependent values (x * x, a gate, a product of branches)",
+                "only scaling by a constant is linear"),
+    "quotient": ("a division by an input-dependent value", "only scaling by a constant is linear"),
+}
+_SUPPORTED = ("convolutions, transposed convolutions, linear layers, ReLU / LeakyReLU, sums, "
+              "concatenation, reshapes and indexing, scaling by a constant, average pooling, "
+              "BatchNorm in eval mode")
 
 
-class UnsupportedNonlinearity(TypeError):
-    """The network uses an operation the piecewise linear analysis cannot follow."""
+class UnsupportedNonlinearity(ValueError):
+    """The network uses an operation the piecewise linear analysis cannot follow.
+
+    A ValueError, not a TypeError: Python turns a TypeError raised inside a binary operator
+    such as ``x * x`` into "unsupported operand", which would hide the reason."""
+
+
+_NAMES = {"gelu": "GELU", "silu": "SiLU", "elu": "ELU", "selu": "SELU", "celu": "CELU",
+          "relu6": "ReLU6", "mish": "Mish", "_threshold": "threshold (nn.Threshold)",
+          "fn": "max pooling", "max_pool2d": "max pooling", "softsign": "Softsign"}
+
+
+def _name(func) -> str:
+    name = getattr(func, "__name__", None) or repr(func)
+    return _NAMES.get(name, name.strip("_"))
+
+
+def check_finite(**tensors) -> None:
+    """Raise ``ValueError`` naming the first argument with a NaN or infinite entry."""
+    for what, value in tensors.items():
+        value = torch.as_tensor(value)
+        if not torch.isfinite(value).all():
+            bad = int((~torch.isfinite(value)).sum())
+            raise ValueError(f"{what} has {bad} NaN or infinite entries; the analysis needs "
+                             "finite inputs, directions and path ends")
+
+
+def check_parameters(model: torch.nn.Module) -> None:
+    """Raise ``ValueError`` if a parameter or buffer of ``model`` holds NaN or inf."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ValueError(f"the network's {name} holds NaN or infinite values; reload or "
+                             "retrain the network")
 
 
 @dataclass
@@ -51,54 +120,120 @@ class ActivationRecord:
     masks: list[torch.Tensor] = field(default_factory=list)
     next_crossing: torch.Tensor | None = None  # (B,): min over units heading for zero of -z/dz
 
-    def flat_masks(self) -> torch.Tensor:
-        """(B, n_units) bool: the activation pattern over all calls."""
+    def flat_masks(self, batch: int = 1) -> torch.Tensor:
+        """(B, n_units) bool: the activation pattern over all calls (n_units = 0 without any)."""
+        if not self.masks:
+            return torch.zeros(batch, 0, dtype=torch.bool)
         return torch.cat([m.flatten(1) for m in self.masks], dim=1)
 
 
 class PiecewiseLinearTrace(TorchFunctionMode):
-    """Intercept activations during a forward pass; see the module docstring."""
+    """Follow a forward pass from ``inputs``: record activations, refuse what is not on the
+    allow-list (see the module docstring)."""
 
-    def __init__(self, rel_tol: float = 0.0):
+    def __init__(self, inputs: torch.Tensor, rel_tol: float = 0.0):
         super().__init__()
         self.rel_tol = rel_tol
         self.record = ActivationRecord()
+        self.derived = WeakIdKeyDictionary()
+        self.derived[inputs] = True
+
+    def _depends(self, value) -> bool:
+        return isinstance(value, torch.Tensor) and value in self.derived
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        leaves = tree_flatten((args, kwargs))[0]
+        dependent = [self._depends(v) for v in leaves]
+        if not any(dependent) or func in _METADATA:
+            return func(*args, **kwargs)
         if func in _RELU or func in _LEAKY:
-            z = args[0]
-            slope = 0.0
-            if func in _LEAKY:
-                slope = kwargs.get("negative_slope", args[1] if len(args) > 1 else 0.01)
-            primal, tangent = fwAD.unpack_dual(z)
-            primal = primal.detach()
-            scale = primal.abs().flatten(1).amax(1).view(-1, *[1] * (primal.dim() - 1))
-            at_zero = primal.abs() <= self.rel_tol * scale
-            above = primal > self.rel_tol * scale
-            if tangent is not None:
-                tangent = tangent.detach()
-                above = above | (at_zero & (tangent > 0))
-                heading = ~at_zero & (primal * tangent < 0)
-                steps = torch.where(heading, -primal / tangent, torch.inf).flatten(1).amin(1)
-                best = self.record.next_crossing
-                self.record.next_crossing = steps if best is None else torch.minimum(best, steps)
-            self.record.masks.append(above)
-            gain = above.to(z.dtype) if slope == 0.0 else above.to(z.dtype) * (1 - slope) + slope
-            return z * gain
-        if func in _REFUSED:
-            if func is F.dropout and not kwargs.get("training", args[2] if len(args) > 2 else True):
-                return func(*args, **kwargs)
-            raise UnsupportedNonlinearity(
-                f"the network calls {_REFUSED[func]}: the linear-region analysis needs a piecewise "
-                "linear network (conv, transposed conv, linear, ReLU / LeakyReLU, concatenation, "
-                "addition, fixed affine layers)")
-        return func(*args, **kwargs)
+            out = self._activation(func, args, kwargs)
+        else:
+            self._refuse_unless_linear(func, args, kwargs, dependent)
+            out = func(*args, **kwargs)
+        for value in tree_flatten(out)[0]:
+            if isinstance(value, torch.Tensor):
+                self.derived[value] = True
+        return out
+
+    def _refuse_unless_linear(self, func, args, kwargs, dependent) -> None:
+        if func in _LINEAR:
+            return
+        if func in _PRODUCT and sum(dependent) == 1:
+            return
+        if func in _QUOTIENT and self._depends(args[0]) and sum(dependent) == 1:
+            return
+        training = kwargs.get("training", args[5] if len(args) > 5 else False)
+        if func is F.batch_norm and not training:
+            return
+        if func is F.dropout and not kwargs.get("training", args[2] if len(args) > 2 else True):
+            return
+        key = "product" if func in _PRODUCT else "quotient" if func in _QUOTIENT else func
+        what, todo = _HINTS.get(key, (_name(func), "replace it or analyse a network without it"))
+        raise UnsupportedNonlinearity(
+            f"the network uses {what} on its input; the exact "
+            f"linear-region analysis follows only operations known to be piecewise linear "
+            f"({_SUPPORTED}): {todo}")
+
+    def _activation(self, func, args, kwargs):
+        z = args[0]
+        primal, tangent = fwAD.unpack_dual(z)
+        primal = primal.detach()
+        scale = primal.abs().flatten(1).amax(1).view(-1, *[1] * (primal.dim() - 1))
+        at_zero = primal.abs() <= self.rel_tol * scale
+        above = primal > self.rel_tol * scale
+        if tangent is not None:
+            tangent = tangent.detach()
+            above = above | (at_zero & (tangent > 0))
+            heading = ~at_zero & (primal * tangent < 0)
+            steps = torch.where(heading, -primal / tangent, torch.inf).flatten(1).amin(1)
+            best = self.record.next_crossing
+            self.record.next_crossing = steps if best is None else torch.minimum(best, steps)
+        self.record.masks.append(above)
+        return _gated(func, args, kwargs, above)
+
+
+def _gated(func, args, kwargs, mask: torch.Tensor) -> torch.Tensor:
+    """ReLU / LeakyReLU of ``args[0]`` with the given activation mask: ``z * gain``."""
+    z = args[0]
+    slope = 0.0
+    if func in _LEAKY:
+        slope = kwargs.get("negative_slope", args[1] if len(args) > 1 else 0.01)
+    gain = mask.to(z.dtype) if slope == 0.0 else mask.to(z.dtype) * (1 - slope) + slope
+    return z * gain
+
+
+def _run(model: torch.nn.Module, x: torch.Tensor, trace: PiecewiseLinearTrace):
+    """``model(x)`` under ``trace``; a failure of the network on ``x`` names the input's shape."""
+    check_parameters(model)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.training:
+            what, todo = _HINTS[F.batch_norm]
+            raise UnsupportedNonlinearity(f"the network has {what}: {todo}")
+    try:
+        with trace:
+            return model(x)
+    except RuntimeError as err:
+        raise ValueError(f"the network cannot run on an input of shape {tuple(x.shape)} ({err}); "
+                         "give it what it takes: (B, 1, H, W) mu images, or (B, 1, D, H, W) "
+                         "slabs for slab networks such as CPCE3D") from err
+
+
+def _traced_pass(model: torch.nn.Module, x: torch.Tensor) -> ActivationRecord:
+    """The activation record of one plain forward pass at ``x`` (finite inputs only)."""
+    check_finite(x=x)
+    x = x.detach()
+    trace = PiecewiseLinearTrace(x)
+    with torch.no_grad():
+        _run(model, x, trace)
+    return trace.record
 
 
 def activation_pattern(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The activation pattern at ``x``: a bool tensor (B, n_units), one entry per ReLU output
-    (in the order the network computes them), True where the unit is active (z > 0).
+    (in the order the network computes them), True where the unit is active (z > 0). A network
+    without ReLUs is affine: its pattern has no units.
 
     Example::
 
@@ -106,22 +241,21 @@ def activation_pattern(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         >>> activation_pattern(ChenCNN(), torch.zeros(1, 1, 16, 16)).shape
         torch.Size([1, 24576])
     """
-    trace = PiecewiseLinearTrace()
-    with torch.no_grad(), trace:
-        model(x)
-    if not trace.record.masks:
-        raise UnsupportedNonlinearity("the network has no ReLU or LeakyReLU: nothing to trace")
-    return trace.record.flat_masks()
+    return _traced_pass(model, x).flat_masks(x.shape[0])
 
 
 def traced_jvp(model: torch.nn.Module, x: torch.Tensor, direction: torch.Tensor,
                rel_tol: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, ActivationRecord]:
-    """One forward-mode pass: ``(H(x), J_x direction, record)`` with the right-continuous mask."""
-    trace = PiecewiseLinearTrace(rel_tol)
+    """One forward-mode pass: ``(H(x), J_x direction, record)`` with the right-continuous mask.
+
+    Without ReLUs ``record.next_crossing`` is infinite (one region)."""
     with torch.no_grad(), fwAD.dual_level():
-        with trace:
-            out = model(fwAD.make_dual(x, direction))
-        primal, tangent = fwAD.unpack_dual(out)
+        dual = fwAD.make_dual(x, direction)
+        trace = PiecewiseLinearTrace(dual, rel_tol)
+        primal, tangent = fwAD.unpack_dual(_run(model, dual, trace))
+    if trace.record.next_crossing is None:
+        trace.record.next_crossing = torch.full((x.shape[0],), torch.inf, dtype=torch.float64,
+                                                device=x.device)
     return primal, tangent, trace.record
 
 
@@ -141,14 +275,9 @@ class FixedPattern(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in _RELU or func in _LEAKY:
-            slope = 0.0
-            if func in _LEAKY:
-                slope = kwargs.get("negative_slope", args[1] if len(args) > 1 else 0.01)
             mask = self.masks[self.calls]
             self.calls += 1
-            z = args[0]
-            gain = mask.to(z.dtype) if slope == 0.0 else mask.to(z.dtype) * (1 - slope) + slope
-            return z * gain
+            return _gated(func, args, kwargs, mask)
         return func(*args, **kwargs)
 
 
@@ -157,10 +286,7 @@ def local_linear_map(model: torch.nn.Module, x: torch.Tensor):
 
     Refuses networks that are not piecewise linear (the trace does).
     """
-    trace = PiecewiseLinearTrace()
-    with torch.no_grad(), trace:
-        model(x)
-    masks = trace.record.masks
+    masks = _traced_pass(model, x).masks
 
     def apply(v: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), FixedPattern(masks):

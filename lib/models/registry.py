@@ -2,6 +2,13 @@
 
 Each manifest entry records how a checkpoint was made (exact command, data seeds, steps, wall time,
 hardware, validation metrics) and its sha256. :func:`load` refuses a file whose checksum differs.
+
+:func:`publish` ships a checkpoint as one step. It writes the weights to ``NAME.pt.pending``, then
+the manifest with the new entry (the commit point), then renames the pending file over
+``NAME.pt``. Interrupted before the commit, the old pair is untouched; after it, the pending file
+matches the manifest and :func:`load_checkpoint_weights` completes the rename. Manifest updates
+hold a lock on the data folder and re-read the manifest inside it, so processes registering at
+the same time never drop each other's entries.
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lib.device import pick_device
 from lib.paths import DATA
-from lib.storage import atomic_write_text
+from lib.storage import atomic_save, atomic_write_text, locked
 
 MANIFEST = DATA / "manifest.json"
 
@@ -35,24 +43,63 @@ def sha256(path: Path) -> str:
 
 
 def read_manifest(path: Path = MANIFEST) -> dict:
-    return json.loads(Path(path).read_text()) if Path(path).exists() else {}
+    """The manifest as a dict (empty when there is none); a damaged one is refused by name."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err}); restore it with "
+                              f"`git checkout -- {path.name}` in its folder") from err
+    broken = [name for name, entry in manifest.items()
+              if not isinstance(entry, dict) or not {"file", "sha256"} <= set(entry)]
+    if not isinstance(manifest, dict) or broken:
+        raise CheckpointError(f"{path}: entries {broken} lack 'file' or 'sha256'; restore the "
+                              "manifest from git")
+    return manifest
+
+
+def _complete_entry(file: str, weights: Path, entry: dict, device: str) -> dict:
+    return {"file": file, "sha256": sha256(weights), **entry,
+            "hardware": {"machine": platform.machine(), "processor": platform.processor(),
+                         "cpu_count": os.cpu_count(), "torch": torch.__version__,
+                         "device": device, "processes": int(os.environ.get("WORLD_SIZE", "1"))},
+            "trained": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _write_entry(name: str, entry: dict, manifest_path: Path) -> None:
+    """Re-read the manifest, set ``name`` and write it back (call inside :func:`locked`)."""
+    manifest = read_manifest(manifest_path)
+    manifest[name] = entry
+    atomic_write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", Path(manifest_path))
 
 
 def register(name: str, path: Path, entry: dict, device: str, manifest_path: Path = MANIFEST) -> dict:
     """Record the checkpoint written at ``path`` in the manifest under ``name``, atomically.
 
     Adds the file name, its sha256, the hardware (``device`` it was trained on) and the time to
-    ``entry`` (command, config, history, metrics, ...); returns the completed entry.
+    ``entry`` (command, config, history, metrics, ...); returns the completed entry. To replace a
+    shipped checkpoint, :func:`publish` is the safe way (weights and entry as one step).
     """
-    entry = {"file": Path(path).relative_to(Path(manifest_path).parent).as_posix(),
-             "sha256": sha256(path), **entry,
-             "hardware": {"machine": platform.machine(), "processor": platform.processor(),
-                          "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                          "device": device, "processes": int(os.environ.get("WORLD_SIZE", "1"))},
-             "trained": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    manifest = read_manifest(manifest_path)
-    manifest[name] = entry
-    atomic_write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", Path(manifest_path))
+    folder = Path(manifest_path).parent
+    with locked(folder):
+        entry = _complete_entry(Path(path).relative_to(folder).as_posix(), Path(path), entry,
+                                device)
+        _write_entry(name, entry, manifest_path)
+    return entry
+
+
+def publish(name: str, state: dict, entry: dict, device: str,
+            manifest_path: Path = MANIFEST) -> dict:
+    """Ship ``state`` as ``NAME.pt`` next to the manifest with its ``entry``, as one step."""
+    folder = Path(manifest_path).parent
+    pending = folder / f"{name}.pt.pending"
+    with locked(folder):
+        atomic_save(state, pending)
+        entry = _complete_entry(f"{name}.pt", pending, entry, device)
+        _write_entry(name, entry, manifest_path)  # the commit point
+        os.replace(pending, folder / entry["file"])
     return entry
 
 
@@ -64,6 +111,9 @@ def load_checkpoint_weights(name: str, manifest_path: Path = MANIFEST) -> tuple[
         raise CheckpointError(f"no shipped checkpoint named {name!r}; shipped: {shipped}")
     entry = manifest[name]
     path = Path(manifest_path).parent / entry["file"]
+    pending = path.with_name(path.name + ".pending")
+    if pending.exists() and sha256(pending) == entry["sha256"]:
+        os.replace(pending, path)  # finish a publish interrupted after its commit point
     if not path.exists():
         raise CheckpointError(f"{path}: the manifest lists it but the file is missing")
     actual = sha256(path)
@@ -83,10 +133,18 @@ def load(name: str, device: str | torch.device = "cpu", manifest_path: Path = MA
         >>> import lib.models
         >>> model = lib.models.load("chen")          # doctest: +SKIP
     """
-    from lib.models import build
+    from lib.models import ARCHITECTURES, build
 
     weights, entry = load_checkpoint_weights(name, manifest_path)
-    model = build(entry.get("architecture", name))
+    architecture = entry.get("architecture", name)
+    if architecture not in ARCHITECTURES:
+        denoisers = [n for n, e in read_manifest(manifest_path).items()
+                     if e.get("architecture", n) in ARCHITECTURES]
+        raise CheckpointError(f"{name!r} is a {architecture} model, not a denoiser: load it with "
+                              f"lib.invariance.load({name!r}); lib.models.load takes "
+                              f"{', '.join(denoisers)}")
+    device = pick_device(device)
+    model = build(architecture)
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:

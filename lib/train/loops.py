@@ -194,7 +194,12 @@ def _quality_vs_normal_and_truth(output: torch.Tensor, pairs: PairedImages) -> d
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A training checkpoint's contents; a damaged file is refused by name."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as err:
+        raise ValueError(f"{path} cannot be read ({type(err).__name__}: {err}); the file is "
+                         "damaged: delete it to start over (or pass --restart)") from err
 
 
 # --- internals -------------------------------------------------------------------------------
@@ -266,7 +271,11 @@ def _restore(path, config, model, opt, critic, critic_opt) -> dict:
     changed = sorted(k for k in ours if k not in ("steps",) and saved["config"].get(k) != ours[k])
     if changed:
         raise ValueError(f"{path} was written with different settings ({', '.join(changed)}); "
-                         "delete it or pass resume=False to start over")
+                         "delete it or pass resume=False (--restart) to start over")
+    if saved["step"] > config.steps:
+        raise ValueError(f"{path} already holds {saved['step']} steps, more than the "
+                         f"{config.steps} asked for; ask for at least {saved['step']} steps, or "
+                         "pass resume=False (--restart) to start over")
     model.load_state_dict(saved["model"])
     opt.load_state_dict(saved["optimizer"])
     if critic is not None:

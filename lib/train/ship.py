@@ -19,9 +19,8 @@ import time
 
 from lib.ct.datasets import SPLIT_OFFSETS, phantom_pairs
 from lib.models import slab_depth
-from lib.models.registry import register
-from lib.paths import DATA, ROOT
-from lib.storage import atomic_save
+from lib.models.registry import publish
+from lib.paths import ROOT
 from lib.train.loops import TrainConfig, baseline, evaluate, train
 
 N_TEST = 8  # held-out test phantoms for the shipped numbers
@@ -45,18 +44,17 @@ RECIPES: dict[str, TrainConfig] = {
 }
 
 
-def ship(name: str, config: TrainConfig, device: str = "auto", command: str = "") -> dict:
+def ship(name: str, config: TrainConfig, device: str = "auto", command: str = "",
+         resume: bool = True) -> dict:
     """Train ``config``, write ``data/NAME.pt`` and its manifest entry; returns the entry."""
     work = ROOT / "_build" / "train" / f"{name}.ckpt"
-    result = train(config, checkpoint=work, device=device)
+    result = train(config, checkpoint=work, device=device, resume=resume)
     if int(os.environ.get("RANK", "0")) != 0:
         return {}
     trained_on = str(next(result.model.parameters()).device)
     model = result.model.cpu()
     slab = slab_depth(model)
     test = phantom_pairs("test", N_TEST, config.protocol(slab), progress=False)
-    target = DATA / f"{name}.pt"
-    atomic_save({"model": model.state_dict()}, target)
     entry = {
         "architecture": config.model,
         "command": command,
@@ -71,8 +69,7 @@ def ship(name: str, config: TrainConfig, device: str = "auto", command: str = ""
     }
     if config.loss != "autoencoder":
         entry["test"]["low_dose_input"] = baseline(test)
-    entry = register(name, target, entry, trained_on)
-    return entry
+    return publish(name, {"model": model.state_dict()}, entry, trained_on)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="write data/NAME.pt and its manifest entry (the recipe's settings)")
     parser.add_argument("--steps", type=int, help="override the recipe's step count")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--restart", action="store_true",
+                        help="ignore the saved training checkpoint and start from step 0")
     args = parser.parse_args(argv)
     config = RECIPES[args.name]
     if args.steps is not None:
@@ -91,12 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m lib.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     start = time.perf_counter()
     if args.ship:
-        entry = ship(args.name, config, args.device, command)
+        entry = ship(args.name, config, args.device, command, resume=not args.restart)
         if entry:
             print(json.dumps(entry["test"], indent=1))
     else:
         result = train(config, checkpoint=ROOT / "_build" / "train" / f"{args.name}.ckpt",
-                       device=args.device)
+                       device=args.device, resume=not args.restart)
         print(json.dumps(result.history[-1] if result.history else {}, indent=1))
     print(f"done in {time.perf_counter() - start:.0f} s")
     return 0
