@@ -97,7 +97,8 @@ def test_lesion_bad_input():
         lesion_profile((8, 8), (4, 4), 0.0, 1.0)
     with pytest.raises(ValueError, match="no place in lung"):
         lung_lesion_site(torch.full((64, 64), MU_WATER), 9.0, 1.0)
-    assert np.all(lesion_profile((8, 8), (100, 100), 3.0, 1.0).numpy() == 0)  # outside: nothing
+    with pytest.raises(ValueError, match="outside the image"):
+        lesion_profile((8, 8), (100, 100), 3.0, 1.0)
 
 
 def test_noise_power_spectrum_integrates_to_the_variance():

@@ -3,12 +3,15 @@
 Slices are sorted along the patient axis by projecting ``ImagePositionPatient`` on the slice
 normal (from ``ImageOrientationPatient``); pixel values are rescaled to HU with ``RescaleSlope``
 and ``RescaleIntercept`` and converted with :data:`lib.ct.units.MU_WATER`. Anything that would make
-the result wrong (several series in one folder, a missing tag, an unreadable file, unequal slice
-spacing or image sizes) raises :class:`DicomError` naming the file and the problem.
+the result wrong (another modality than CT, several series in one folder, a missing tag, an
+unreadable file, a rescale slope that is not a positive number, a pixel spacing or slice spacing
+that is not positive, slices that differ in size, pixel spacing or orientation, unequal slice
+spacing) raises :class:`DicomError` naming the file and the problem.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +30,8 @@ def read_dicom(path: str | Path) -> tuple[torch.Tensor, tuple[float, float, floa
     """Read ``path`` (a file, or a folder of one series) as ``(mu, (dz, dy, dx))``.
 
     Returns ``mu``, float32 (S, H, W) in mm^-1, slices in increasing position along the patient
-    axis, and the spacing in mm. For a single file ``dz`` is ``SpacingBetweenSlices`` or else
-    ``SliceThickness``.
+    axis, and the spacing in mm. For a single file ``dz`` is ``SpacingBetweenSlices``, else
+    ``SliceThickness``, else NaN: a lone slice needs no slice spacing.
 
     Example::
 
@@ -53,17 +56,26 @@ def read_dicom(path: str | Path) -> tuple[torch.Tensor, tuple[float, float, floa
         raise DicomError(f"{path}: holds {len(series)} series ({listing}); "
                          "point read_dicom at a folder with one series")
 
+    for f, ds in zip(files, datasets):
+        if ds.get("Modality", "CT") != "CT":
+            raise DicomError(f"{f}: modality {ds.Modality!r}, not CT; read_dicom reads CT only "
+                             "(its values are Hounsfield units)")
     if len(datasets) == 1:
         ds, f = datasets[0], files[0]
-        dz = ds.get("SpacingBetweenSlices") or _require(ds, f, "SliceThickness")
-        order, dz = [0], float(dz)
+        dz = ds.get("SpacingBetweenSlices") or ds.get("SliceThickness")
+        order, dz = [0], _positive(f, "slice spacing", dz) if dz not in (None, "") else math.nan
     else:
         order, dz = _sort_along_axis(files, datasets)
     slices = [_to_hu(files[i], datasets[i]) for i in order]
     shapes = {s.shape for s in slices}
     if len(shapes) > 1:
         raise DicomError(f"{path}: slices differ in size {sorted(shapes)}")
-    dy, dx = (float(v) for v in _require(datasets[order[0]], files[order[0]], "PixelSpacing"))
+    spacings = {tuple(_positive(f, "PixelSpacing", v) for v in _require(ds, f, "PixelSpacing"))
+                for f, ds in zip(files, datasets)}
+    if len(spacings) > 1:
+        raise DicomError(f"{path}: slices differ in pixel spacing {sorted(spacings)}; resample "
+                         "them to one grid first")
+    (dy, dx), = spacings
     mu = hu_to_mu(torch.from_numpy(np.stack(slices)).float())
     return mu, (dz, dy, dx)
 
@@ -85,9 +97,19 @@ def _require(ds: pydicom.Dataset, path: Path, keyword: str):
     return value
 
 
+def _positive(path: Path, what: str, value) -> float:
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
+        raise DicomError(f"{path}: {what} is {value!r}; it must be a positive number of mm")
+    return number
+
+
 def _to_hu(path: Path, ds: pydicom.Dataset) -> np.ndarray:
     slope = float(_require(ds, path, "RescaleSlope"))
     intercept = float(_require(ds, path, "RescaleIntercept"))
+    if not (math.isfinite(slope) and slope > 0 and math.isfinite(intercept)):
+        raise DicomError(f"{path}: RescaleSlope {slope} and RescaleIntercept {intercept} do not "
+                         "map stored values to HU (the slope must be a positive number)")
     try:
         pixels = ds.pixel_array
     except Exception as err:  # compressed data without a decoder, truncated pixels, ...
@@ -99,7 +121,13 @@ def _to_hu(path: Path, ds: pydicom.Dataset) -> np.ndarray:
 
 def _sort_along_axis(files, datasets) -> tuple[list[int], float]:
     """Order of the slices along the slice normal, and their (uniform) spacing."""
-    orientation = np.asarray(_require(datasets[0], files[0], "ImageOrientationPatient"), float)
+    orientations = [np.asarray(_require(ds, f, "ImageOrientationPatient"), float)
+                    for f, ds in zip(files, datasets)]
+    orientation = orientations[0]
+    for f, other in zip(files, orientations):
+        if not np.allclose(other, orientation, atol=1e-4):
+            raise DicomError(f"{f}: orientation {other.tolist()} differs from {files[0].name}'s "
+                             f"{orientation.tolist()}; one series must have one orientation")
     normal = np.cross(orientation[:3], orientation[3:])
     positions = np.array([np.dot(normal, np.asarray(_require(ds, f, "ImagePositionPatient"), float))
                           for f, ds in zip(files, datasets)])

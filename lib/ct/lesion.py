@@ -27,16 +27,21 @@ def lesion_profile(shape: Sequence[int], center_px: Sequence[float], diameter_mm
     shape = tuple(int(s) for s in shape)
     if len(shape) not in (2, 3) or len(center_px) != len(shape):
         raise ValueError(f"center_px {tuple(center_px)} must have one entry per axis of shape {shape} (2-D or 3-D)")
-    if diameter_mm <= 0:
-        raise ValueError(f"diameter_mm must be positive, got {diameter_mm}")
+    if not (np.isfinite(diameter_mm) and diameter_mm > 0):
+        raise ValueError(f"diameter_mm must be finite and positive, got {diameter_mm}")
     spacing = np.broadcast_to(np.asarray(pixel_mm, dtype=float), (len(shape),))
+    if not (np.isfinite(spacing).all() and (spacing > 0).all()):
+        raise ValueError(f"pixel_mm must be finite and positive, got {pixel_mm}")
+    if not np.isfinite(np.asarray(center_px, dtype=float)).all():
+        raise ValueError(f"center_px must be finite, got {tuple(center_px)}")
     radius = diameter_mm / 2
     coverage = np.zeros(shape)
     # only the bounding box of the lesion needs sub-pixel sampling
     lo = [max(int(np.floor(c - radius / s)) - 1, 0) for c, s in zip(center_px, spacing)]
     hi = [min(int(np.ceil(c + radius / s)) + 2, n) for c, s, n in zip(center_px, spacing, shape)]
     if any(b <= a for a, b in zip(lo, hi)):
-        return torch.from_numpy(coverage.astype(np.float32))
+        raise ValueError(f"a {diameter_mm} mm lesion at center_px {tuple(center_px)} lies "
+                         f"entirely outside the image of shape {shape}")
     offsets = (np.arange(_SUBPIXELS) + 0.5) / _SUBPIXELS - 0.5
     axes = [(np.arange(a, b)[:, None] + offsets[None, :] - c) * s
             for a, b, c, s in zip(lo, hi, center_px, spacing)]
@@ -47,6 +52,9 @@ def lesion_profile(shape: Sequence[int], center_px: Sequence[float], diameter_mm
         dist2 = dist2 + (ax ** 2).reshape(view)
     inside = (dist2 <= radius ** 2).mean(axis=tuple(range(1, 2 * len(axes), 2)))
     coverage[tuple(slice(a, b) for a, b in zip(lo, hi))] = inside
+    if not coverage.any():
+        raise ValueError(f"a {diameter_mm} mm lesion at center_px {tuple(center_px)} covers no "
+                         f"pixel of the image of shape {shape} (outside it, or too small)")
     return torch.from_numpy(coverage.astype(np.float32))
 
 
@@ -65,6 +73,8 @@ def insert_lesion(mu: torch.Tensor, center_px: Sequence[float], diameter_mm: flo
     """
     if mu.dim() not in (2, 3):
         raise ValueError(f"mu must be (H, W) or (D, H, W), got shape {tuple(mu.shape)}")
+    if not np.isfinite(contrast):
+        raise ValueError(f"contrast must be a finite mu difference in mm^-1, got {contrast}")
     profile = lesion_profile(mu.shape, center_px, diameter_mm, pixel_mm).to(mu.device, mu.dtype)
     return mu + contrast * profile
 

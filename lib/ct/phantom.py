@@ -12,6 +12,7 @@ Values are in :data:`lib.ct.units.TISSUE`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,7 @@ def thorax_phantom(size: int = DEFAULT_SIZE, pixel_mm: float = DEFAULT_PIXEL_MM,
         (torch.Size([128, 128]), True)
     """
     _check_grid(size, pixel_mm)
+    _check_finite(z_mm=z_mm)
     return torch.from_numpy(_Thorax(seed).slice(size, pixel_mm, z_mm).astype(np.float32))
 
 
@@ -49,16 +51,24 @@ def thorax_slab(n_slices: int, size: int = DEFAULT_SIZE, pixel_mm: float = DEFAU
                 z_center_mm: float = 0.0) -> torch.Tensor:
     """``n_slices`` adjacent slices (n_slices, size, size) spaced ``slice_mm``, centred on z."""
     _check_grid(size, pixel_mm)
-    if n_slices < 1:
-        raise ValueError(f"n_slices must be at least 1, got {n_slices}")
+    _check_finite(slice_mm=slice_mm, z_center_mm=z_center_mm)
+    if isinstance(n_slices, bool) or int(n_slices) != n_slices or n_slices < 1:
+        raise ValueError(f"n_slices must be a whole number of at least 1, got {n_slices!r}")
     thorax = _Thorax(seed)
     zs = z_center_mm + slice_mm * (np.arange(n_slices) - (n_slices - 1) / 2)
     return torch.from_numpy(np.stack([thorax.slice(size, pixel_mm, z) for z in zs]).astype(np.float32))
 
 
+def _check_finite(**values: float) -> None:
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number of mm, got {value!r}")
+
+
 def _check_grid(size: int, pixel_mm: float) -> None:
-    if size < 16:
-        raise ValueError(f"size must be at least 16 pixels, got {size}")
+    if isinstance(size, bool) or int(size) != size or size < 16:
+        raise ValueError(f"size must be a whole number of at least 16 pixels, got {size!r}")
+    _check_finite(pixel_mm=pixel_mm)
     fov = size * pixel_mm
     if not 250.0 <= fov <= 700.0:
         raise ValueError(

@@ -59,10 +59,13 @@ class Scanner:
     def __init__(self, size: int = DEFAULT_SIZE, pixel_mm: float = DEFAULT_PIXEL_MM,
                  n_angles: int = 360, n_detectors: int | None = None,
                  detector_mm: float | None = None, filter: str = "ramp"):
-        if size < 8 or n_angles < 1:
-            raise ValueError(f"need size >= 8 and n_angles >= 1, got size={size}, n_angles={n_angles}")
-        if pixel_mm <= 0 or (detector_mm is not None and detector_mm <= 0):
-            raise ValueError("pixel_mm and detector_mm must be positive")
+        _check_count("size", size, 8)
+        _check_count("n_angles", n_angles, 1)
+        if n_detectors is not None:
+            _check_count("n_detectors", n_detectors, 1)
+        _check_positive("pixel_mm", pixel_mm)
+        if detector_mm is not None:
+            _check_positive("detector_mm", detector_mm)
         _check_filter(filter)
         self.size, self.pixel_mm, self.n_angles = int(size), float(pixel_mm), int(n_angles)
         self.detector_mm = float(detector_mm or pixel_mm)
@@ -121,8 +124,10 @@ class Scanner:
     def counts(self, sinogram: torch.Tensor, I0: float, seed: int | None = None,
                electronic_noise: float = 0.0) -> torch.Tensor:
         """Detected photons per ray: Poisson(I0 exp(-p)), plus Gaussian electronic noise (std)."""
-        if I0 <= 0:
-            raise ValueError(f"I0 (incident photons per ray) must be positive, got {I0}")
+        _check_positive("I0 (incident photons per ray)", I0)
+        if not (math.isfinite(electronic_noise) and electronic_noise >= 0):
+            raise ValueError(f"electronic_noise (a standard deviation in counts) must be finite "
+                             f"and >= 0, got {electronic_noise}")
         generator = None
         if seed is not None:
             generator = torch.Generator(device=sinogram.device).manual_seed(int(seed))
@@ -136,8 +141,7 @@ class Scanner:
     @staticmethod
     def line_integrals(counts: torch.Tensor, I0: float, min_counts: float = 1.0) -> torch.Tensor:
         """The safe log: -log(max(N, min_counts) / I0)."""
-        if min_counts <= 0:
-            raise ValueError(f"min_counts must be positive, got {min_counts}")
+        _check_positive("min_counts", min_counts)
         return -torch.log(counts.clamp(min=min_counts) / I0)
 
     def scan(self, mu: torch.Tensor, I0: float, seed: int | None = None,
@@ -145,8 +149,14 @@ class Scanner:
              filter: str | None = None) -> torch.Tensor:
         """Simulate a scan at ``I0`` photons per ray and reconstruct it with FBP (mm^-1).
 
-        ``seed`` makes the noise reproducible (one generator for the whole batch).
+        ``seed`` makes the noise reproducible (one generator for the whole batch). ``mu`` must be
+        a finite, non-negative attenuation map (nothing attenuates less than vacuum).
         """
+        self._check_image(mu)
+        if not torch.isfinite(mu).all() or (mu < 0).any():
+            raise ValueError(f"scan needs a finite mu >= 0 (mm^-1); got min {float(mu.min()):.4g}, "
+                             f"{int((~torch.isfinite(mu)).sum())} NaN/inf pixels; clamp a "
+                             "reconstruction with mu.clamp(min=0) before scanning it")
         counts = self.counts(self.project(mu), I0, seed, electronic_noise)
         return self.fbp(self.line_integrals(counts, I0, min_counts), filter)
 
@@ -200,6 +210,16 @@ class Scanner:
             data_id, out[i] = create(np.ascontiguousarray(item), pid)
             astra.data2d.delete(data_id)
         return torch.from_numpy(out).reshape(*x.shape[:-2], *out_shape).to(x.device, x.dtype)
+
+
+def _check_count(name: str, value, least: int) -> None:
+    if isinstance(value, bool) or int(value) != value or value < least:
+        raise ValueError(f"{name} must be a whole number of at least {least}, got {value!r}")
+
+
+def _check_positive(name: str, value) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
 
 
 def _check_filter(filter: str) -> None:
