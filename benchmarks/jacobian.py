@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import resource
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -26,7 +28,7 @@ from results import write_result  # benchmarks/results.py
 LIMIT_BYTES = 24 * 1024 ** 3
 
 
-def run(method: str, model_name: str, roi: int, dtype: str, queue) -> None:
+def run(method: str, model_name: str, roi: int, dtype: str, out: Path, queue) -> None:
     from lib import models
     from lib.ct.scenes import lung_lesion_scene
     from lib.linearity import jacobian
@@ -44,13 +46,14 @@ def run(method: str, model_name: str, roi: int, dtype: str, queue) -> None:
                          for i in range(len(y))])
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    torch.save(J, f"/tmp/jacobian_{method}_{roi}.pt")
+    torch.save(J, out)
     queue.put({"seconds": seconds, "peak_bytes": peak, "added_bytes": peak - before})
 
 
-def measure(method, model, roi, dtype):
+def measure(method, model, roi, dtype, out):
     queue = mp.get_context("spawn").Queue()
-    proc = mp.get_context("spawn").Process(target=run, args=(method, model, roi, dtype, queue))
+    proc = mp.get_context("spawn").Process(target=run, args=(method, model, roi, dtype, out,
+                                                             queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -64,8 +67,10 @@ def main() -> None:
     parser.add_argument("--roi", type=int, default=64)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     args = parser.parse_args()
-    results = {method: measure(method, args.model, args.roi, args.dtype)
-               for method in ("probed", "autograd_loop")}
+    # a private folder (mode 700, unpredictable name): nobody else can plant or swap the files
+    work = tempfile.TemporaryDirectory(prefix="jacobian-benchmark-")
+    files = {m: Path(work.name) / f"{m}.pt" for m in ("probed", "autograd_loop")}
+    results = {m: measure(m, args.model, args.roi, args.dtype, files[m]) for m in files}
     itemsize = torch.tensor([], dtype=getattr(torch, args.dtype)).element_size()
     from lib import models
     from lib.models.receptive_field import receptive_field
@@ -75,8 +80,9 @@ def main() -> None:
         "dense (both methods)": int((LIMIT_BYTES / itemsize) ** 0.25),
         "sparse (probed)": int((LIMIT_BYTES / (field ** 2 * (itemsize + 16))) ** 0.5),
     }
-    a = torch.load(f"/tmp/jacobian_probed_{args.roi}.pt")
-    b = torch.load(f"/tmp/jacobian_autograd_loop_{args.roi}.pt")
+    a = torch.load(files["probed"], weights_only=True)
+    b = torch.load(files["autograd_loop"], weights_only=True)
+    work.cleanup()
     results["max_abs_difference"] = float((a - b).abs().max())
     results["max_abs_entry"] = float(b.abs().max())
     results["dtype"] = args.dtype
