@@ -108,9 +108,10 @@ def phantom_pairs(split: str, n: int, protocol: DoseProtocol = DoseProtocol(),
         if path.exists():
             try:
                 return PairedImages(**torch.load(path, weights_only=True))
-            except (RuntimeError, EOFError, OSError, ValueError, TypeError, KeyError) as err:
-                raise ValueError(f"the cached dataset {path} cannot be read ({err}); it is "
-                                 "damaged: delete it and it is simulated again") from err
+            except Exception as err:  # any failure to read it means the file is damaged
+                raise ValueError(f"the cached dataset {path} cannot be read "
+                                 f"({type(err).__name__}); it is damaged: delete it and it is "
+                                 "simulated again") from err
     truth = torch.stack([_phantom(protocol, s) for s in
                          tqdm(seeds, desc=f"{split} phantoms", disable=not progress, leave=False)])
     pairs = simulate_pairs(truth, protocol, seeds, progress)

@@ -100,7 +100,7 @@ def _require(ds: pydicom.Dataset, path: Path, keyword: str):
 def _positive(path: Path, what: str, value) -> float:
     number = float(value)
     if not (math.isfinite(number) and number > 0):
-        raise DicomError(f"{path}: {what} is {value!r}; it must be a positive number of mm")
+        raise DicomError(f"{path}: {what} is {value}; it must be a positive number of mm")
     return number
 
 

@@ -88,7 +88,7 @@ def enumerate_regions(model: torch.nn.Module, x0: torch.Tensor, direction: torch
     """Every linear region of ``model`` along ``x0 + t direction``, t in (t0, t1), exactly.
 
     ``x0`` and ``direction`` have the model's input shape with batch 1. The walk runs in float64
-    on a copy of the model. ``max_regions`` stops a runaway walk with an error.
+    on a copy of the model in eval mode. ``max_regions`` stops a runaway walk with an error.
     """
     if x0.shape != direction.shape or x0.shape[0] != 1:
         raise ValueError(f"x0 {tuple(x0.shape)} and direction {tuple(direction.shape)} must have "

@@ -4,7 +4,8 @@ A :class:`torch.overrides.TorchFunctionMode` sees every torch call of a forward 
 which tensors depend on the input (the input itself and every result computed from it) and lets
 such tensors through only the operations on an allow-list of maps known to be exactly linear or
 affine in them (convolutions, transposed convolutions, linear layers, sums, concatenation,
-indexing and reshapes, scaling by a constant, average pooling, padding, BatchNorm in eval mode).
+indexing and reshapes, scaling by a constant, average pooling, padding, resampling, BatchNorm in
+eval mode).
 ReLU and LeakyReLU calls (``F.relu``, ``torch.relu``, ``Tensor.relu``, ``F.leaky_relu``) are
 recorded: each call's pre-activation ``z`` (and, under forward-mode AD, its tangent ``dz``), and
 the activation is applied as ``z * mask`` with the mask of the trace's choosing. Anything else
@@ -41,7 +42,7 @@ _LINEAR = {
     torch.conv1d, torch.conv2d, torch.conv3d, torch.conv_transpose1d, torch.conv_transpose2d,
     torch.conv_transpose3d, F.linear, F.pad, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
     F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.pixel_shuffle,
-    F.pixel_unshuffle,
+    F.pixel_unshuffle, F.interpolate,
     torch.add, T.add, T.add_, T.__add__, T.__radd__, T.__iadd__,
     torch.sub, T.sub, T.sub_, T.__sub__, T.__rsub__, T.__isub__,
     torch.neg, T.neg, T.__neg__, T.__pos__,
@@ -74,7 +75,7 @@ _HINTS = {
 }
 _SUPPORTED = ("convolutions, transposed convolutions, linear layers, ReLU / LeakyReLU, sums, "
               "concatenation, reshapes and indexing, scaling by a constant, average pooling, "
-              "BatchNorm in eval mode")
+              "resampling, BatchNorm in eval mode")
 
 
 class UnsupportedNonlinearity(ValueError):

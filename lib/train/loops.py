@@ -197,9 +197,9 @@ def read_checkpoint(path: str | Path) -> dict:
     """A training checkpoint's contents; a damaged file is refused by name."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as err:
-        raise ValueError(f"{path} cannot be read ({type(err).__name__}: {err}); the file is "
-                         "damaged: delete it to start over (or pass --restart)") from err
+    except Exception as err:  # any failure to read it means the file is damaged
+        raise ValueError(f"{path} cannot be read as a checkpoint ({type(err).__name__}); the file "
+                         "is damaged: delete it to start over (or pass --restart)") from err
 
 
 # --- internals -------------------------------------------------------------------------------
