@@ -251,7 +251,7 @@ def test_publish_keeps_the_old_pair_until_the_new_one_is_complete(tmp_path, monk
     weights, entry = load_checkpoint_weights("m", manifest)
     assert entry["steps"] == 1 and float(weights["w"][0]) == 1.0  # the old pair, intact
 
-    import lib.models.registry as registry
+    from lib.models import registry
 
     def killed_after_commit(src, dst):  # the rename of the weights dies
         if str(src).endswith(".pending"):

@@ -5,6 +5,8 @@ A :class:`DoseProtocol` fixes the scanner and the two doses (the seed paper's ``
 phantom per seed, splits on disjoint seed ranges) or from a user's DICOM series
 (:func:`dicom_pairs`, which treats the real images as ground truth, as the seed paper does with
 LIDC); a user with real low/normal-dose pairs (Mayo) loads them with :func:`measured_pairs`.
+:data:`REAL_SLICES` names three real CT slices that the ``pydicom-data`` package ships (found
+offline by :func:`real_slice_file`); the book uses them for evaluation only, never for training.
 :class:`PatchDataset` draws reproducible random patches from any of them.
 
 Simulated pairs are deterministic in their seeds and cached on disk under
@@ -33,6 +35,10 @@ from lib.storage import atomic_save
 
 #: Disjoint phantom-seed ranges of the three splits.
 SPLIT_OFFSETS = {"train": 0, "validation": 1_000_000, "test": 2_000_000}
+#: Real 512 x 512 CT slices shipped by ``pydicom-data``: an abdomen (a public pancreas CT
+#: collection), a neck and a head (a public head CT collection). Evaluation only.
+REAL_SLICES = {"abdomen": "explicit_VR-UN.dcm", "neck": "bad_sequence.dcm", "head": "693_UNCR.dcm"}
+
 _CACHE_VERSION = 1  # bump when the phantom or the scanner changes what a seed produces
 
 
@@ -136,6 +142,19 @@ def dicom_pairs(folder: str | Path, protocol: DoseProtocol = DoseProtocol(), see
         images = torch.stack([images[k - h: k + h + 1] for k in range(h, len(images) - h)])
     seeds = [seed * 1_000_003 + k for k in range(len(images))]
     return simulate_pairs(images, protocol, seeds, progress)
+
+
+def real_slice_file(name: str) -> Path:
+    """The local file of :data:`REAL_SLICES` ``name``, from the installed ``pydicom-data``."""
+    from pydicom.data import get_testdata_file
+
+    if name not in REAL_SLICES:
+        raise ValueError(f"unknown real slice {name!r}; choose one of {', '.join(REAL_SLICES)}")
+    path = get_testdata_file(REAL_SLICES[name], download=False)
+    if path is None:
+        raise FileNotFoundError(f"{REAL_SLICES[name]} is not installed; install the pinned "
+                                "pydicom-data from requirements.txt (nothing is downloaded)")
+    return Path(path)
 
 
 def measured_pairs(low_folder: str | Path, normal_folder: str | Path) -> PairedImages:
