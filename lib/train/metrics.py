@@ -3,15 +3,18 @@
 PSNR and SSIM are computed on images mapped through the chest (lung) display window, centre
 -600 HU, width 1500 HU, to [0, 1] (values outside clipped), so that the data range is 1. RMSE is
 reported in HU on the unwindowed images. Published numbers depend on these choices; compare only
-numbers made with the same protocol.
+numbers made with the same protocol. :func:`body_mask` restricts RMSE to the patient, for images
+whose field of view is mostly air.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
-from lib.ct.units import LUNG_WINDOW, MU_WATER
+from lib.ct.units import LUNG_WINDOW, MU_WATER, hu_to_mu
 
 WINDOW = LUNG_WINDOW  # (low, high) in mm^-1
 
@@ -21,10 +24,22 @@ def windowed(mu: torch.Tensor, window: tuple[float, float] = WINDOW) -> torch.Te
     return ((mu - low) / (high - low)).clamp(0, 1)
 
 
-def rmse_hu(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Root-mean-square error in HU, per image (leading dimension)."""
-    diff = (pred - target).flatten(1) * (1000.0 / MU_WATER)
-    return diff.pow(2).mean(1).sqrt()
+def rmse_hu(pred: torch.Tensor, target: torch.Tensor,
+            mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Root-mean-square error in HU, per image (leading dimension), over ``mask`` if given."""
+    squared = ((pred - target) * (1000.0 / MU_WATER)).pow(2).flatten(1)
+    if mask is None:
+        return squared.mean(1).sqrt()
+    weight = mask.expand_as(pred).flatten(1).to(squared.dtype)
+    return ((squared * weight).sum(1) / weight.sum(1)).sqrt()
+
+
+def body_mask(truth: torch.Tensor, above_hu: float = -500.0) -> torch.Tensor:
+    """The patient in (..., H, W) images: pixels above ``above_hu``, with enclosed holes (lungs,
+    bowel gas) filled, per image."""
+    flat = truth.reshape(-1, *truth.shape[-2:]).cpu().numpy() > hu_to_mu(above_hu)
+    filled = [ndimage.binary_fill_holes(image) for image in flat]
+    return torch.from_numpy(np.stack(filled)).reshape(truth.shape)
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
