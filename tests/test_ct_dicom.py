@@ -72,3 +72,20 @@ def test_missing_path_and_empty_folder(tmp_path):
         read_dicom(tmp_path / "nothing")
     with pytest.raises(DicomError, match="no files"):
         read_dicom(tmp_path)
+
+
+def test_the_real_slices_of_pydicom_data_are_read():
+    """Chapters 2 and 3 use these slices; the abdomen is a lone slice without a thickness."""
+    import warnings
+
+    from lib.ct.datasets import REAL_SLICES, real_slice_file
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Invalid value for VR UI")
+        read = {name: read_dicom(real_slice_file(name)) for name in REAL_SLICES}
+    for mu, (dz, dy, dx) in read.values():
+        assert mu.shape == (1, 512, 512) and 0.2 < dy == dx < 1.0
+        assert float(mu.min()) >= 0 and 1.5 * MU_WATER < float(mu.max()) < 0.1  # bone is there
+    assert np.isnan(read["abdomen"][1][0]) and read["head"][1][0] > 0
+    with pytest.raises(ValueError, match="unknown real slice"):
+        real_slice_file("knee")

@@ -126,6 +126,7 @@ def jacobian_row(model: torch.nn.Module, x: torch.Tensor, pixel: tuple[int, int]
     """Row ``pixel`` (row, col) of the Jacobian at ``x``: the output pixel's *equivalent filter*,
     the weights with which it sums the input, shaped like the input. One VJP."""
     _check(x, None, "jacobian_row")
+    activation_pattern(model, x)  # refuses networks that are not piecewise linear
     out, pull = vjp(model, x)
     seed = torch.zeros_like(out)
     seed[0, 0, pixel[0], pixel[1]] = 1.0
