@@ -52,6 +52,9 @@ REFUSED = {
     "product": Lambda(lambda x: x * x),
     "max": Lambda(lambda x: torch.max(x, 2 * x)),
     "product of branches": Lambda(lambda x: x[:, :1] * torch.relu(x[:, 1:])),
+    "input-dependent weights": Lambda(lambda x: torch.nn.functional.conv2d(x, x[:1, :, :3, :3])),
+    "rounded division": Lambda(lambda x: torch.div(x, 0.1, rounding_mode="floor")),
+    "division by the input": Lambda(lambda x: x / (1 + x[:, :1])),
     "tanh": nn.Tanh(),
     "dropout": nn.Dropout(0.5).train(),
 }
@@ -67,7 +70,9 @@ def test_operations_off_the_allow_list_are_refused_by_name(name):
     net = _net(REFUSED[name]).double()
     x = torch.rand(1, 1, 6, 6, dtype=F64)
     word = {"adaptive_max_pool": "max_pool", "max": "max", "product of branches": "product",
-            "Threshold": "threshold", "dropout": "dropout"}.get(name, name)
+            "Threshold": "threshold", "dropout": "dropout", "input-dependent weights": "product",
+            "rounded division": "rounded division",
+            "division by the input": "division by an input-dependent"}.get(name, name)
     probes = [lambda: activation_pattern(net, x), lambda: jacobian(net, x, field=5)]
     if name != "dropout":  # these two analyse an eval-mode copy, where dropout does nothing
         probes += [lambda: enumerate_regions(net, x, x, progress=False),

@@ -36,11 +36,15 @@ from torch.utils.weak import WeakIdKeyDictionary
 T = torch.Tensor
 _RELU = {F.relu, torch.relu, T.relu, F.relu_, torch.relu_, T.relu_}
 _LEAKY = {F.leaky_relu, F.leaky_relu_}
-#: Linear in every input-dependent argument (a sum of such terms is linear too).
-_LINEAR = {
+#: Linear in their first argument when the weights do not depend on the input.
+_LAYERS = {
     F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d,
     torch.conv1d, torch.conv2d, torch.conv3d, torch.conv_transpose1d, torch.conv_transpose2d,
-    torch.conv_transpose3d, F.linear, F.pad, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
+    torch.conv_transpose3d, F.linear,
+}
+#: Linear in every input-dependent argument (a sum of such terms is linear too).
+_LINEAR = {
+    F.pad, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
     F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.pixel_shuffle,
     F.pixel_unshuffle, F.interpolate,
     torch.add, T.add, T.add_, T.__add__, T.__radd__, T.__iadd__,
@@ -56,7 +60,7 @@ _LINEAR = {
 }
 #: Linear when at most one factor depends on the input (scaling by a constant).
 _PRODUCT = {torch.mul, T.mul, T.mul_, T.__mul__, T.__rmul__, T.__imul__}
-#: Linear when only the numerator depends on the input.
+#: Linear when only the numerator depends on the input (and nothing is rounded).
 _QUOTIENT = {torch.div, T.div, T.div_, T.__truediv__, T.__itruediv__}
 #: Facts about a tensor that do not depend on its values.
 _METADATA = {T.dim, T.size, T.numel, T.__len__, T.stride, T.is_contiguous, T.is_floating_point,
@@ -71,7 +75,8 @@ _HINTS = {
     torch.prelu: ("PReLU", "replace it by LeakyReLU with a fixed slope"),
     "product": ("a product of two input-dependent values (x * x, a gate, a product of branches)",
                 "only scaling by a constant is linear"),
-    "quotient": ("a division by an input-dependent value", "only scaling by a constant is linear"),
+    "quotient": ("a division by an input-dependent value, or a rounded division",
+                 "only scaling by a constant is linear"),
 }
 _SUPPORTED = ("convolutions, transposed convolutions, linear layers, ReLU / LeakyReLU, sums, "
               "concatenation, reshapes and indexing, scaling by a constant, average pooling, "
@@ -161,16 +166,21 @@ class PiecewiseLinearTrace(TorchFunctionMode):
     def _refuse_unless_linear(self, func, args, kwargs, dependent) -> None:
         if func in _LINEAR:
             return
-        if func in _PRODUCT and sum(dependent) == 1:
+        alone = sum(dependent) == 1
+        if func in _LAYERS and self._depends(args[0]) and alone:
             return
-        if func in _QUOTIENT and self._depends(args[0]) and sum(dependent) == 1:
+        if func in _PRODUCT and alone:
+            return
+        if (func in _QUOTIENT and self._depends(args[0]) and alone
+                and kwargs.get("rounding_mode") is None):
             return
         training = kwargs.get("training", args[5] if len(args) > 5 else False)
         if func is F.batch_norm and not training:
             return
         if func is F.dropout and not kwargs.get("training", args[2] if len(args) > 2 else True):
             return
-        key = "product" if func in _PRODUCT else "quotient" if func in _QUOTIENT else func
+        key = ("product" if func in _PRODUCT | _LAYERS else "quotient" if func in _QUOTIENT
+               else func)
         what, todo = _HINTS.get(key, (_name(func), "replace it or analyse a network without it"))
         raise UnsupportedNonlinearity(
             f"the network uses {what} on its input; the exact "
