@@ -38,7 +38,7 @@ class _Phi(nn.Module):
 
 
 def feature_jacobian(model: nn.Module, x: torch.Tensor, layer: int,
-                     batch: int = 64) -> torch.Tensor:
+                     batch: int = 256) -> torch.Tensor:
     """The Jacobian of Phi_l at a single patch ``x`` (1, 1, P, P): (n_features, P^2), float64."""
     if x.shape[0] != 1:
         raise ValueError(f"feature_jacobian takes a single patch (batch 1), got {tuple(x.shape)}")
