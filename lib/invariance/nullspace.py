@@ -10,8 +10,9 @@ equation 7 of Li et al.); projecting scanner noise onto it, ``P_0 n = V_0 V_0^T 
 of the noise that layer ``l`` cannot see. That is a prediction for the spread of invariance
 samples that needs no generative model.
 
-``J_l`` is formed column by column from ``J_l e_j`` with :func:`lib.linearity.tracing.
-local_linear_map` (the activation pattern frozen at ``x``), in float64.
+``J_l`` is formed column by column from ``J_l e_j`` with
+:func:`lib.linearity.tracing.local_linear_map` (the activation pattern frozen at ``x``), in
+float64.
 """
 
 from __future__ import annotations
