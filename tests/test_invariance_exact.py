@@ -99,3 +99,23 @@ def test_the_cinn_recovers_the_known_invariance_and_an_untrained_one_does_not(pa
     assert variance_fraction(samples, basis) < 0.9
     with pytest.raises(ValueError, match="do not vary"):
         variance_fraction(torch.ones(4, 1, 4, 4), basis)
+
+
+def test_the_layer_one_control_separates_an_injective_layer_from_one_with_invariances():
+    from lib import models
+    from lib.ct.datasets import PatchDataset, phantom_pairs
+    from lib.invariance import load
+
+    hu = 1000 / 0.0193
+    pairs = phantom_pairs("test", 1, progress=False)
+    x = PatchDataset(pairs, 16, 1, seed=3)[0][0][None]
+
+    def spread(name, net):
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(0)
+            samples = load(name).sample(32, layer_output(net, x, 1), generator=g)
+        return float(samples.std(0).mean()) * hu
+
+    threshold = 0.1 * 47  # the chapter's: a tenth of the scanner noise (about 47 HU)
+    assert spread("inv-chen-l1", models.load("chen")) < threshold
+    assert spread("inv-pair-average-l1", PairAverage()) > threshold  # the check can fail
