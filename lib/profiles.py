@@ -121,15 +121,15 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         "randomized_rank": {"quick": 8, "default": 32, "paper": 64},
     },
     "invariances": {
-        # Denoisers analysed (each needs its shipped cINNs; see lib.invariance.ship.LAYERS).
-        "networks": {"quick": ["chen"], "default": ["chen", "wganvgg", "redcnn", "cpce2d"],
-                     "paper": ["chen", "wganvgg", "redcnn", "cpce2d"]},
-        # Invariance samples per patch for the std maps (the paper: 250), test patches shown.
-        "n_samples": {"quick": 16, "default": 250, "paper": 250},
-        "n_examples": {"quick": 1, "default": 2, "paper": 3},
-        # Feed-back table: test patches and samples per patch.
-        "feedback_patches": {"quick": 2, "default": 16, "paper": 64},
-        "feedback_samples": {"quick": 4, "default": 16, "paper": 32},
+        # Denoisers analysed, each at the layers where a cut holds (lib.invariance.ship.LAYERS).
+        "networks": {"quick": ["chen"], "default": ["chen", "wganvgg", "cpce2d"],
+                     "paper": ["chen", "wganvgg", "cpce2d"]},
+        # Test patches (16 x 16) per network, cINN samples per patch (the paper: 250), scanner
+        # noise realisations for the exact null-space prediction, bootstrap resamples.
+        "n_patches": {"quick": 4, "default": 16, "paper": 64},
+        "n_samples": {"quick": 32, "default": 64, "paper": 250},
+        "n_noise": {"quick": 8, "default": 32, "paper": 100},
+        "n_boot": {"quick": 200, "default": 2000, "paper": 10000},
     },
     "instability": {
         "model": {"quick": "chen", "default": "chen", "paper": "redcnn"},

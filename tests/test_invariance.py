@@ -1,74 +1,68 @@
-"""Invariance models: the conditional INN (invertibility, log-determinant, conditioning), the VAE,
-layer features, and resumable training."""
+"""Invariance models: the pixel cINN (invertibility, log-determinant, conditioning), layer
+features, resumable training, and the shipped models against their recipes."""
 
 import dataclasses
+import math
 
 import pytest
 import torch
 from torch import nn
 
-from lib.invariance import (ConditionalINN, InvarianceConfig, PatchVAE, count_layers,
-                            layer_output, negative_log_likelihood, train)
-from lib.models import ChenCNN, WGANVGG
+from lib.ct.units import MU_WATER
+from lib.invariance import (
+    ConditionalINN,
+    InvarianceConfig,
+    count_layers,
+    layer_output,
+    negative_log_likelihood,
+    train,
+)
+from lib.models import WGANVGG, ChenCNN
 
 F64 = torch.float64
 
 
-def small_inn(latent=6, channels=3):
+def small_inn(patch=4, channels=3):
     torch.manual_seed(0)
-    inn = ConditionalINN(latent, channels, embed_dim=8, n_blocks=3, hidden=16).double()
+    inn = ConditionalINN(patch, (channels, 4, 4), embed_dim=8, n_blocks=3, hidden=16).double()
     with torch.no_grad():  # ActNorm initialises on its first batch
-        inn(torch.randn(32, latent, dtype=F64), torch.randn(32, channels, 8, 8, dtype=F64))
+        inn(torch.rand(32, 1, patch, patch, dtype=F64) * 0.02,
+            torch.randn(32, channels, 4, 4, dtype=F64))
     return inn
 
 
 def test_the_cinn_inverts_to_rounding():
     inn = small_inn()
-    z = torch.randn(5, 6, dtype=F64)
-    features = torch.randn(5, 3, 8, 8, dtype=F64)
-    v, _ = inn(z, features)
-    assert torch.allclose(inn.reverse(v, features), z, atol=1e-12)
-    assert torch.allclose(inn(inn.reverse(v, features), features)[0], v, atol=1e-12)
+    x = torch.rand(5, 1, 4, 4, dtype=F64) * 0.02
+    features = torch.randn(5, 3, 4, 4, dtype=F64)
+    v, _ = inn(x, features)
+    assert torch.allclose(inn.reverse(v, features), x, atol=1e-12)
+    assert torch.allclose(inn(inn.reverse(v, features), features)[0], v, atol=1e-10)
+    with pytest.raises(ValueError, match="4 x 4 patches"):
+        inn(torch.zeros(1, 1, 8, 8, dtype=F64), features[:1])
 
 
 def test_the_log_determinant_matches_autograd():
-    inn = small_inn(latent=4, channels=2)
-    features = torch.randn(1, 2, 8, 8, dtype=F64)
-    z = torch.randn(1, 4, dtype=F64)
-    J = torch.autograd.functional.jacobian(lambda q: inn(q[None], features)[0][0], z[0])
-    _, log_det = inn(z, features)
-    assert float(log_det.detach()) == pytest.approx(float(torch.linalg.slogdet(J)[1]), abs=1e-10)
-    nll = negative_log_likelihood(*inn(z, features))
+    inn = small_inn(patch=2, channels=2)
+    features = torch.randn(1, 2, 4, 4, dtype=F64)
+    x = torch.rand(1, 1, 2, 2, dtype=F64) * 0.02
+    J = torch.autograd.functional.jacobian(lambda q: inn(q.view(1, 1, 2, 2), features)[0][0],
+                                           x.flatten())
+    _, log_det = inn(x, features)
+    # log_det is of v with respect to x / mu_water: J (against x) has n log(1 / mu_water) more
+    expected = float(torch.linalg.slogdet(J)[1]) + 4 * math.log(MU_WATER)
+    assert float(log_det.detach()) == pytest.approx(expected, abs=1e-8)
+    nll = negative_log_likelihood(*inn(x, features))
     assert nll.shape == () and torch.isfinite(nll)
 
 
 def test_the_condition_changes_the_samples():
     inn = small_inn()
     g = torch.Generator().manual_seed(3)
-    a = inn.sample(4, torch.randn(1, 3, 8, 8, dtype=F64), generator=g)
+    a = inn.sample(4, torch.randn(1, 3, 4, 4, dtype=F64), generator=g)
     g = torch.Generator().manual_seed(3)
-    b = inn.sample(4, torch.randn(1, 3, 8, 8, dtype=F64) + 1.0, generator=g)
-    assert a.shape == (4, 6) and (a - b).abs().max() > 1e-3
-
-
-def test_vae_shapes_and_the_conditional_variant():
-    vae = PatchVAE(32, latent_dim=8, width=8).eval()
-    x = torch.rand(3, 1, 32, 32) * 0.02
-    mean, logvar = vae.encode(x)
-    assert mean.shape == logvar.shape == (3, 8)
-    recon, m, _ = vae(x)
-    assert recon.shape == x.shape and torch.equal(m, mean)
-    assert torch.equal(vae(x)[0], recon)  # eval mode decodes the mean
-    assert vae.sample(5).shape == (5, 1, 32, 32)
-    cvae = PatchVAE(32, latent_dim=8, width=8, condition=True).eval()
-    assert cvae(x, x)[0].shape == x.shape
-    assert cvae.sample(4, x[:1]).shape == (4, 1, 32, 32)
-    with pytest.raises(ValueError, match="needs the denoised patch"):
-        cvae.encode(x)
-    with pytest.raises(ValueError, match="multiple of 16"):
-        PatchVAE(30)
-    with pytest.raises(ValueError, match="32 x 32 patches"):
-        vae.encode(torch.zeros(1, 1, 16, 16))
+    b = inn.sample(4, torch.randn(1, 3, 4, 4, dtype=F64) + 1.0, generator=g)
+    assert a.shape == (4, 1, 4, 4) and (a - b).abs().max() > 1e-5
 
 
 def test_layers_are_counted_as_in_the_paper():
@@ -79,7 +73,7 @@ def test_layers_are_counted_as_in_the_paper():
     assert layer_output(chen, x, 3).shape == (2, 32, 16, 16)  # conv 3x3 (32)
     assert torch.all(layer_output(chen, x, 2) >= 0)          # ReLU
     with torch.no_grad():
-        assert torch.allclose(layer_output(chen, x, 5) * 0.0193, chen(x))  # last conv, before scaling
+        assert torch.allclose(layer_output(chen, x, 5) * 0.0193, chen(x))  # last conv, unscaled
     with pytest.raises(ValueError, match="no layer 6"):
         layer_output(chen, x, 6)
     with pytest.raises(ValueError, match="from 1"):
@@ -88,17 +82,15 @@ def test_layers_are_counted_as_in_the_paper():
 
 def test_configs_say_what_is_missing():
     with pytest.raises(ValueError, match="set network"):
-        InvarianceConfig("cinn", layer=1)
+        InvarianceConfig("", layer=1)
     with pytest.raises(ValueError, match="set layer"):
-        InvarianceConfig("cinn", network="chen")
-    with pytest.raises(ValueError, match="unknown kind"):
-        InvarianceConfig("gan")
+        InvarianceConfig("chen", layer=0)
 
 
 def test_training_resumes_exactly(tmp_path):
-    config = InvarianceConfig("vae", steps=6, batch_size=8, patch_size=16, latent_dim=4,
-                              n_train=2, n_patches=64, n_val_patches=16, eval_every=3,
-                              checkpoint_every=3)
+    config = InvarianceConfig("pair-average", 1, steps=6, batch_size=8, patch_size=4, n_blocks=2,
+                              hidden=8, embed_dim=4, n_train=2, n_patches=64, n_val_patches=16,
+                              eval_every=3, checkpoint_every=3)
     whole = train(config, tmp_path / "whole.ckpt", device="cpu", progress=False)
     part = tmp_path / "part.ckpt"
     first = train(config, part, device="cpu", progress=False, stop_after=3)
@@ -107,8 +99,7 @@ def test_training_resumes_exactly(tmp_path):
     assert resumed.steps_done == 6 and len(resumed.history) == 2
     for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
-    other = InvarianceConfig("vae", steps=7, batch_size=8, patch_size=16, latent_dim=4,
-                             n_train=2, n_patches=64, n_val_patches=16)
+    other = dataclasses.replace(config, steps=7)
     with pytest.raises(ValueError, match="another configuration"):
         train(other, part, device="cpu", progress=False)
     assert isinstance(resumed.model, nn.Module)
@@ -117,22 +108,19 @@ def test_training_resumes_exactly(tmp_path):
 def test_every_shipped_invariance_model_is_verified_and_works():
     from lib.invariance import load
     from lib.invariance.ship import RECIPES
-    from lib.models import load as load_denoiser
+    from lib.invariance.training import denoiser
     from lib.models.registry import read_manifest
 
     manifest = read_manifest()
     assert set(RECIPES) <= set(manifest), "ship every recipe: python -m lib.invariance all --ship"
-    x = torch.rand(2, 1, 32, 32) * 0.02
-    vae = load("inv-vae")
-    assert vae.decode(vae.encode(x)[0]).shape == x.shape
+    stale = {k for k in manifest if k.startswith("inv-")} - set(RECIPES)
+    assert not stale, f"remove invariance models no recipe makes: {sorted(stale)}"
     for name, config in RECIPES.items():
         assert manifest[name]["command"].startswith("python -m lib.invariance")
-        assert manifest[name]["config"] == dataclasses.asdict(config), f"{name}: retrain, recipe changed"
-        if config.kind != "cinn":
-            continue
+        assert manifest[name]["config"] == dataclasses.asdict(config), f"{name}: recipe changed"
+        x = torch.rand(2, 1, config.patch_size, config.patch_size) * 0.02
         inn = load(name)
-        features = layer_output(load_denoiser(config.network), x, config.layer)
+        features = layer_output(denoiser(config.network), x, config.layer)
         with torch.no_grad():
-            z = vae.encode(x)[0]
-            v, _ = inn(z, features)
-            assert torch.allclose(inn.reverse(v, features), z, atol=1e-3), name
+            v, _ = inn(x, features)
+            assert torch.allclose(inn.reverse(v, features), x, atol=1e-5), name

@@ -23,7 +23,7 @@ from lib.ct.datasets import DoseProtocol, phantom_pairs
 from lib.linearity import (UnsupportedNonlinearity, activation_pattern, enumerate_regions,
                            jacobian, linearize)
 from lib.models import ChenCNN, build
-from lib.models.registry import CheckpointError, load_checkpoint_weights, publish, register
+from lib.models.registry import CheckpointError, load_checkpoint_weights, publish
 from lib.storage import atomic_save, remove_stale_temporaries
 
 F64 = torch.float64
@@ -272,17 +272,15 @@ def test_publish_keeps_the_old_pair_until_the_new_one_is_complete(tmp_path, monk
     assert not (tmp_path / "m.pt.pending").exists()
 
 
-def _register_many(manifest: str, prefix: str, n: int) -> None:
+def _publish_many(manifest: str, prefix: str, n: int) -> None:
     for k in range(n):
-        path = Path(manifest).parent / f"{prefix}{k}.pt"
-        path.write_bytes(b"weights")
-        register(f"{prefix}{k}", path, {}, "cpu", Path(manifest))
+        publish(f"{prefix}{k}", _state(float(k)), {}, "cpu", Path(manifest))
 
 
-def test_two_processes_registering_at_once_keep_every_entry(tmp_path):
+def test_two_processes_publishing_at_once_keep_every_entry(tmp_path):
     manifest = tmp_path / "manifest.json"
     context = mp.get_context("fork")
-    workers = [context.Process(target=_register_many, args=(str(manifest), p, 40))
+    workers = [context.Process(target=_publish_many, args=(str(manifest), p, 40))
                for p in ("a", "b")]
     for w in workers:
         w.start()
@@ -314,8 +312,8 @@ def test_each_loader_points_to_the_other_for_the_other_kind():
     import lib.invariance
     import lib.models
 
-    with pytest.raises(CheckpointError, match=r"lib\.invariance\.load\('inv-vae'\)"):
-        lib.models.load("inv-vae")
+    with pytest.raises(CheckpointError, match=r"lib\.invariance\.load\('inv-chen-l1'\)"):
+        lib.models.load("inv-chen-l1")
     with pytest.raises(CheckpointError, match=r"lib\.models\.load\('chen'\)"):
         lib.invariance.load("chen")
 

@@ -1,12 +1,10 @@
-"""Training the invariance models: the VAE, the conditional INNs and the conditional VAE.
+"""Training the conditional INNs that sample a layer's invariances.
 
-One resumable loop for all three (``InvarianceConfig.kind``):
-
-- ``"vae"``: ELBO on low-dose patches, a Gaussian likelihood of standard deviation
-  ``recon_std_hu`` plus ``beta`` times the KL term;
-- ``"cvae"``: the same with encoder and decoder conditioned on the denoised patch ``f(x)``;
-- ``"cinn"``: negative log-likelihood of the shipped VAE's latent means ``E(x)`` given the
-  denoiser's features at ``layer``.
+One resumable loop. A fresh run first fits the cINN's conditional mean ``m(Phi_l(x))``, a linear
+map of the (squeezed) features, by least squares on the whole training pool; then it minimises
+the negative log-likelihood of low-dose patches ``x`` given the features ``Phi_l(x)`` of a
+denoiser (a shipped one, or the synthetic :class:`~lib.invariance.synthetic.
+PairAverage` with its known invariance, network ``"pair-average"``) at one layer.
 
 Patches come from a fixed pool drawn once from the training phantoms; the batch of step ``s`` is
 fixed by ``(seed, s)`` and the random state is checkpointed, so an interrupted run resumed from
@@ -28,50 +26,49 @@ from lib.ct.units import MU_WATER
 from lib.device import pick_device
 from lib.invariance.cinn import ConditionalINN, negative_log_likelihood
 from lib.invariance.layers import layer_output
-from lib.invariance.vae import PatchVAE, kl_divergence
-from lib.models import load as load_denoiser
+from lib.invariance.synthetic import PairAverage
+from lib.models import load as load_shipped_denoiser
 from lib.models.registry import CheckpointError, load_checkpoint_weights
 from lib.storage import atomic_save
 from lib.train.loops import TrainResult, read_checkpoint
 
-KINDS = ("vae", "cvae", "cinn")
-
 
 @dataclass(frozen=True)
 class InvarianceConfig:
-    """Everything an invariance-model run depends on (stored in its checkpoint)."""
+    """Everything a cINN run depends on (stored in its checkpoint)."""
 
-    kind: str
-    network: str | None = None   # the denoiser analysed (cinn, cvae)
-    layer: int | None = None     # its layer (cinn)
-    vae: str = "inv-vae"         # the shipped VAE whose latent the cINN models
-    steps: int = 2000
+    network: str                 # the denoiser analysed, or "pair-average"
+    layer: int                   # its layer (1-based, see lib.invariance.layers)
+    steps: int = 600
     batch_size: int = 64
-    lr: float = 1e-3
-    patch_size: int = 32
-    latent_dim: int = 64
-    recon_std_hu: float = 30.0   # likelihood width of the (c)VAE, HU
-    beta: float = 1.0
-    n_blocks: int = 8
+    lr: float = 5e-4
+    patch_size: int = 16
+    n_blocks: int = 6
     hidden: int = 128
-    embed_dim: int = 64
+    embed_dim: int = 128
     n_train: int = 32            # training phantom slices
-    n_patches: int = 8192        # patches in the training pool
+    n_patches: int = 16384       # patches in the training pool
     n_val_patches: int = 512
     seed: int = 0
-    eval_every: int = 250
-    checkpoint_every: int = 250
+    eval_every: int = 200
+    checkpoint_every: int = 200
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown kind {self.kind!r}; choose one of {', '.join(KINDS)}")
-        if self.kind in ("cvae", "cinn") and not self.network:
-            raise ValueError(f"a {self.kind} needs the denoiser it explains: set network")
-        if self.kind == "cinn" and not self.layer:
-            raise ValueError("a cinn needs the layer whose invariances it samples: set layer")
+        if not self.network:
+            raise ValueError("a cINN needs the denoiser it explains: set network")
+        if not self.layer or self.layer < 1:
+            raise ValueError(f"a cINN needs the layer (from 1) whose invariances it samples: "
+                             f"set layer, got {self.layer}")
 
 
-def patch_pool(split: str, n_slices: int, n_patches: int, patch_size: int, seed: int) -> torch.Tensor:
+def denoiser(network: str, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The network a config explains: a shipped denoiser, or ``"pair-average"``."""
+    model = PairAverage() if network == "pair-average" else load_shipped_denoiser(network)
+    return model.to(device).eval().requires_grad_(False)
+
+
+def patch_pool(split: str, n_slices: int, n_patches: int, patch_size: int,
+               seed: int) -> torch.Tensor:
     """(n_patches, 1, P, P) low-dose patches of the split's phantoms (fixed by ``seed``)."""
     pairs = phantom_pairs(split, n_slices, progress=False)
     patches = PatchDataset(pairs, patch_size, n_patches, seed=seed)
@@ -79,40 +76,44 @@ def patch_pool(split: str, n_slices: int, n_patches: int, patch_size: int, seed:
 
 
 class Objective:
-    """The model of a config and its loss on a batch of low-dose patches."""
+    """The cINN of a config and its loss on a batch of low-dose patches."""
 
     def __init__(self, config: InvarianceConfig, device: torch.device,
                  model: torch.nn.Module | None = None):
         self.config = config
-        self.denoiser = None
-        if config.network:
-            self.denoiser = load_denoiser(config.network, device).requires_grad_(False)
-        if config.kind == "cinn":
-            self.vae = load(config.vae, device).requires_grad_(False)
-            probe = torch.zeros(1, 1, config.patch_size, config.patch_size, device=device)
-            channels = layer_output(self.denoiser, probe, config.layer).shape[1]
-            model = model or ConditionalINN(self.vae.latent_dim, channels, config.embed_dim,
-                                            config.n_blocks, config.hidden)
-        self.model = (model or PatchVAE(config.patch_size, config.latent_dim,
-                                        condition=config.kind == "cvae")).to(device)
+        self.denoiser = denoiser(config.network, device)
+        probe = torch.zeros(1, 1, config.patch_size, config.patch_size, device=device)
+        shape = layer_output(self.denoiser, probe, config.layer).shape[1:]
+        self.model = (model or ConditionalINN(config.patch_size, shape, config.embed_dim,
+                                              config.n_blocks, config.hidden)).to(device)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return layer_output(self.denoiser, x, self.config.layer)
 
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        c = self.config
-        with torch.no_grad():
-            fx = self.denoiser(x) if c.kind == "cvae" else None
-        if c.kind == "cinn":
-            with torch.no_grad():
-                z_bar = self.vae.encode(x)[0]
-                features = layer_output(self.denoiser, x, c.layer)
-            nll = negative_log_likelihood(*self.model(z_bar, features))
-            return nll, {"nll": nll.item()}
-        recon, mean, logvar = self.model(x, fx)
-        sigma = c.recon_std_hu / 1000
-        fit = ((recon - x) / MU_WATER).pow(2).flatten(1).sum(1) / (2 * sigma ** 2)
-        kl = kl_divergence(mean, logvar)
-        loss = (fit + c.beta * kl).mean() / x[0].numel()
-        rmse = ((recon - x).pow(2).mean().sqrt() * 1000 / MU_WATER).item()
-        return loss, {"elbo_per_pixel": loss.item(), "rmse_hu": rmse, "kl": kl.mean().item()}
+        features = self.features(x)
+        nll = negative_log_likelihood(*self.model(x, features))
+        rmse = self.model.mean_error(x, features).sqrt().item() * 1000
+        return nll, {"nll": nll.item(), "mean_rmse_hu": rmse}
+
+    @torch.no_grad()
+    def fit_mean(self, pool: torch.Tensor, ridge: float = 1e-8, batch: int = 256) -> None:
+        """Set the mean head ``m`` to the least-squares fit of ``x / mu_water`` on the squeezed
+        features over ``pool`` (normal equations in float64, a tiny relative ridge)."""
+        embedding = self.model.embedding
+        gram, cross = 0.0, 0.0
+        for k in range(0, len(pool), batch):
+            x = pool[k:k + batch]
+            a = embedding.mean_squeeze(self.features(x)).double()
+            a = torch.cat([a, torch.ones_like(a[:, :1])], dim=1)
+            gram = gram + a.T @ a
+            cross = cross + a.T @ (x.flatten(1).double() / MU_WATER)
+        gram = gram + ridge * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype,
+                                                                  device=gram.device)
+        solution = torch.linalg.solve(gram, cross)
+        embedding.mean.weight.copy_(solution[:-1].T)
+        embedding.mean.bias.copy_(solution[-1])
 
     @torch.no_grad()
     def evaluate(self, patches: torch.Tensor, batch: int = 256) -> dict[str, float]:
@@ -144,9 +145,11 @@ def train(config: InvarianceConfig, checkpoint: str | Path | None = None, device
         state = {k: saved[k] for k in ("step", "history", "seconds")}
     pool = patch_pool("train", config.n_train, config.n_patches, config.patch_size, config.seed)
     val = patch_pool("validation", 4, config.n_val_patches, config.patch_size, config.seed)
+    if state["step"] == 0:  # fresh: m by least squares, then the flow's ActNorms see residuals
+        objective.fit_mean(pool.to(dev))
     end = config.steps if stop_after is None else min(config.steps, stop_after)
     bar = tqdm(range(state["step"], end), initial=state["step"], total=config.steps,
-               desc=f"training {config.kind} {config.network or ''} {config.layer or ''}".strip(),
+               desc=f"training cINN {config.network} layer {config.layer}",
                disable=not progress)
     start = time.perf_counter()
     model.train()
@@ -175,12 +178,12 @@ def train(config: InvarianceConfig, checkpoint: str | Path | None = None, device
 
 
 def build(config: InvarianceConfig, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """An untrained model of ``config`` (its shipped VAE and denoiser are needed for a cINN)."""
+    """An untrained cINN of ``config`` (the shipped denoiser it explains is needed)."""
     return Objective(config, pick_device(device)).model
 
 
 def load(name: str, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """A shipped invariance model (VAE, cINN or cVAE) by manifest name, checksum verified."""
+    """A shipped invariance cINN by manifest name, checksum verified."""
     weights, entry = load_checkpoint_weights(name)
     if not str(entry.get("architecture", "")).startswith("invariance"):
         raise CheckpointError(f"{name!r} is a denoiser, not an invariance model: load it with "

@@ -75,21 +75,6 @@ def _write_entry(name: str, entry: dict, manifest_path: Path) -> None:
     atomic_write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", Path(manifest_path))
 
 
-def register(name: str, path: Path, entry: dict, device: str, manifest_path: Path = MANIFEST) -> dict:
-    """Record the checkpoint written at ``path`` in the manifest under ``name``, atomically.
-
-    Adds the file name, its sha256, the hardware (``device`` it was trained on) and the time to
-    ``entry`` (command, config, history, metrics, ...); returns the completed entry. To replace a
-    shipped checkpoint, :func:`publish` is the safe way (weights and entry as one step).
-    """
-    folder = Path(manifest_path).parent
-    with locked(folder):
-        entry = _complete_entry(Path(path).relative_to(folder).as_posix(), Path(path), entry,
-                                device)
-        _write_entry(name, entry, manifest_path)
-    return entry
-
-
 def publish(name: str, state: dict, entry: dict, device: str,
             manifest_path: Path = MANIFEST) -> dict:
     """Ship ``state`` as ``NAME.pt`` next to the manifest with its ``entry``, as one step."""
