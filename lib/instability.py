@@ -209,7 +209,8 @@ def lesion_signal(output: torch.Tensor, without: torch.Tensor, profile: torch.Te
 def erase_lesion(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                  profile: torch.Tensor, contrast: float, max_norm: float, steps: int = 100,
                  seed: int = 0) -> Erasure:
-    """Search ``r``, ``||r|| <= max_norm``, that removes the lesion ``contrast * profile`` from f(x + r).
+    """Search ``r`` with ``||r|| <= max_norm`` that removes the lesion ``contrast * profile`` from
+    the output ``f(x + r)``.
 
     ``x`` holds the lesion. The ascent maximises ``-||profile * (f(x + r) - f(x - contrast *
     profile))||^2``: inside the lesion, make the output equal to the output without it.

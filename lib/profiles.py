@@ -92,6 +92,8 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         # over the full range (lib.linearity.density), and the network they are taken on.
         "count_model": {"quick": "redcnn", "default": "redcnn", "paper": "redcnn"},
         "estimate_samples": {"quick": 4, "default": 16, "paper": 64},
+        # Points of the same estimate on the chapter's network, checked against its exact walk.
+        "validation_samples": {"quick": 64, "default": 64, "paper": 256},
     },
     "approximately_linear_regions": {
         "model": {"quick": "chen", "default": "chen", "paper": "redcnn"},
