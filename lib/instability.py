@@ -17,7 +17,7 @@ better of the ascent and that direction, and :func:`check_worst_case` tests that
 
 Antun's second kind of instability is the false negative: a small ``r`` that removes a real
 feature. :func:`erase_lesion` searches for the perturbation that makes a lesion vanish from the
-output, so that its norm can be compared with the lesion's own.
+output, so that its norm can be compared with the lesion's own (:func:`check_no_false_negative`).
 """
 
 from __future__ import annotations
@@ -230,3 +230,17 @@ def erase_lesion(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     with torch.no_grad():
         left = lesion_signal(f(x + r), without, profile) / before
     return Erasure(r, float(r.norm()), left, history)
+
+
+def check_no_false_negative(erasure: Erasure, lesion_norm: float) -> None:
+    """Raise ``AssertionError`` if a perturbation erased more of the lesion than twice its share.
+
+    Subtracting a fraction ``f`` of the lesion itself (norm ``f ||lesion||``) leaves ``1 - f`` of
+    it. A network without a false-negative instability offers no much cheaper way: this fails
+    when ``lesion_left < 1 - 2 f`` with ``f = ||r|| / ||lesion||``.
+    """
+    fraction = erasure.input_norm / lesion_norm
+    if erasure.lesion_left < 1 - 2 * fraction:
+        raise AssertionError(f"a perturbation of {fraction:.3f} of the lesion's norm left only "
+                             f"{erasure.lesion_left:.2f} of the lesion: a false-negative "
+                             "instability")

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from lib.ct.scenes import uniform_lesion_scene
-from lib.instability import check_worst_case, erase_lesion, random_response, worst_case
+from lib.instability import (check_no_false_negative, check_worst_case, erase_lesion,
+                             random_response, worst_case)
 from lib.linearity import (Cover, ErrorTable, cover_lower_bound, enumerate_regions, greedy_cover,
                            linearisation_errors, local_svd, sample_patterns)
 from lib.linearity.checks import (check_attenuated_finer, check_cover, check_linear_between,
@@ -195,3 +196,23 @@ def test_erasing_a_lesion_needs_about_its_own_norm_through_the_identity():
         erase_lesion(lambda t: 0 * t, x, profile, 0.02, max_norm=0.01)
     with pytest.raises(ValueError, match="must be positive"):
         erase_lesion(identity, x, profile, -0.02, max_norm=0.01)
+
+
+def test_a_network_with_a_trigger_pixel_has_a_false_negative_and_the_check_sees_it():
+    profile = torch.zeros(1, 1, 8, 8, dtype=F64)
+    profile[..., 3:5, 3:5] = 1.0
+    x = 0.02 * profile
+    lesion_norm = float((0.02 * profile).norm())
+
+    def identity(t):
+        return t
+
+    def trigger(t):  # a change at pixel (0, 0) subtracts 50 times itself from the lesion
+        return t - 50 * t[..., :1, :1] * profile
+
+    sound = erase_lesion(identity, x, profile, 0.02, max_norm=0.1 * lesion_norm, steps=40)
+    check_no_false_negative(sound, lesion_norm)
+    fragile = erase_lesion(trigger, x, profile, 0.02, max_norm=0.1 * lesion_norm, steps=40)
+    assert fragile.lesion_left < 0.2
+    with pytest.raises(AssertionError, match="false-negative"):
+        check_no_false_negative(fragile, lesion_norm)
