@@ -49,3 +49,17 @@ def animate(frames: Sequence, titles: Sequence[str], window: tuple[float, float]
     html = HTML(anim.to_jshtml())
     plt.close(fig)
     return html
+
+
+def animate_figure(fig, draw, n_frames: int, interval_ms: int = 900):
+    """Frames of any figure as HTML with a slider and play controls (works on a static page).
+
+    ``draw(k)`` redraws ``fig`` for frame ``k`` (update images, titles, lines). The figure is
+    closed afterwards, so the cell shows the animation only.
+    """
+    from IPython.display import HTML
+
+    anim = animation.FuncAnimation(fig, draw, frames=n_frames, interval=interval_ms)
+    html = HTML(anim.to_jshtml())
+    plt.close(fig)
+    return html

@@ -88,6 +88,12 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         "table_contrast_end": {"quick": 0.0071, "default": 0.008, "paper": 0.04},
         # Sub-intervals walked together as one batch.
         "chunks": {"quick": 4, "default": 8, "paper": 16},
+        # The paper's count on its network: random points whose region widths estimate the count
+        # over the full range (lib.linearity.density), and the network they are taken on.
+        "count_model": {"quick": "redcnn", "default": "redcnn", "paper": "redcnn"},
+        "estimate_samples": {"quick": 4, "default": 16, "paper": 64},
+        # Points of the same estimate on the chapter's network, checked against its exact walk.
+        "validation_samples": {"quick": 64, "default": 64, "paper": 256},
     },
     "approximately_linear_regions": {
         "model": {"quick": "chen", "default": "chen", "paper": "redcnn"},
@@ -142,6 +148,12 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         "power_iterations": {"quick": 10, "default": 50, "paper": 300},
         "table_norm_hu": {"quick": 10.0, "default": 10.0, "paper": 10.0},
         "sinogram_steps": {"quick": 3, "default": 30, "paper": 200},
+        # Scanner-noise realisations for the textured random control.
+        "n_textured": {"quick": 1, "default": 10, "paper": 50},
+        # Lesion erasure (false negatives): search sizes as fractions of the lesion's own norm.
+        "erase_fractions": {"quick": [0.5], "default": [0.1, 0.25, 0.5, 1.0],
+                            "paper": [0.05, 0.1, 0.25, 0.5, 1.0]},
+        "erase_steps": {"quick": 10, "default": 60, "paper": 300},
     },
 }
 

@@ -6,7 +6,8 @@ from matplotlib.path import Path
 from torch import nn
 
 from lib.ct.scanner import Scanner
-from lib.instability import random_response, through_fbp, worst_case_perturbation
+from lib.instability import (random_response, through_fbp, through_projection,
+                             worst_case_perturbation)
 from lib.linearity import activation_pattern, local_svd, power_iteration
 from lib.linearity.planar import planar_regions
 
@@ -78,6 +79,22 @@ def test_sinogram_perturbations_reach_the_network_through_fbp():
     assert f(sino).shape == (1, 1, 64, 64)
     w = worst_case_perturbation(f, sino, max_norm=0.05, steps=5)
     assert w.perturbation.shape == sino.shape and w.output_change > 0
+
+
+def test_object_perturbations_enter_through_the_projector():
+    scanner = Scanner(64, 6.0, n_angles=60)
+    net = conv_net().float()
+    truth = torch.rand(1, 64, 64) * 0.02
+    sino = scanner.project(truth)
+    f = through_projection(net, scanner, sino)
+    zero = torch.zeros(1, 1, 64, 64)
+    assert torch.allclose(f(zero), through_fbp(net, scanner)(sino))
+    bump = torch.zeros(1, 1, 64, 64)
+    bump[..., 30:34, 30:34] = 0.01
+    expected = through_fbp(net, scanner)(scanner.project(truth + bump[:, 0]))
+    assert torch.allclose(f(bump), expected, atol=1e-6)   # A is linear: s + A r = A (x + r)
+    w = worst_case_perturbation(f, zero, max_norm=0.05, steps=3)
+    assert w.perturbation.shape == zero.shape and w.output_change > 0
 
 
 def small_mlp(width=6):

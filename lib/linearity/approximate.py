@@ -149,7 +149,8 @@ def greedy_cover(table: ErrorTable, threshold: float, start: int | None = None) 
     Greedy set cover: begin at ``start`` (a grid index; default the one that covers most), then
     repeatedly add the candidate whose linearisation covers the most grid points not yet covered.
     Every candidate covers itself, so this ends; the number of points is within a factor
-    ln(grid size) of the smallest cover by grid points.
+    ln(grid size) of the smallest cover by grid points. Being greedy, the count is not monotone
+    in the threshold: a looser threshold can lead it to a worse first choice and one more point.
     """
     if threshold <= 0:
         raise ValueError(f"threshold must be positive (percent), got {threshold}")
@@ -165,3 +166,15 @@ def greedy_cover(table: ErrorTable, threshold: float, start: int | None = None) 
         points.append(best)
         covered |= within[best]
     return Cover(table, points, threshold)
+
+
+def cover_lower_bound(table: ErrorTable, threshold: float) -> int:
+    """A lower bound on the size of *any* cover by grid points at ``threshold``.
+
+    No candidate serves more than ``m`` grid points within the threshold, so every cover needs at
+    least ``ceil(N / m)`` of them (N grid points). Unlike the greedy count, the bound never rises
+    as the threshold loosens.
+    """
+    within = (table.errors <= threshold).flatten(1).sum(dim=1)
+    n = within.shape[0]
+    return -(-n // int(within.max()))

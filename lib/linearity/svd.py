@@ -2,13 +2,18 @@
 
 Inside a linear region the denoiser is ``J0 = U S V^T``: it reads the input along the right
 singular vectors ``v_i`` and passes each with gain ``s_i``. The seed paper (its equation 7)
-splits an input into the part the system *preserves* and the part it *attenuates*,
+splits an input into the part the system *preserves* and the part it *attenuates*; as printed,
 
     mu^p = sum_{s_i > eps} s_i (v_i^T mu) v_i,     mu^a = sum_{s_i <= eps} s_i (v_i^T mu) v_i,
 
-with eps = 0.10. Both live in input space: ``mu^p + mu^a = (J0^T J0)^{1/2} mu`` is the symmetric
-factor of the polar decomposition ``J0 = Q (J0^T J0)^{1/2}`` (Q = U V^T orthogonal), so the split
-shows what the network does to an input up to a rotation of the result.
+with eps = 0.10 (``weighted=True``). Both live in input space and ``mu^p + mu^a = (J0^T J0)^{1/2}
+mu``, the symmetric factor of the polar decomposition ``J0 = Q (J0^T J0)^{1/2}`` (Q = U V^T
+orthogonal). Each term carries its gain, so ``||mu^a|| <= eps ||mu||``: the printed attenuated
+part is what *survives* of the attenuated patterns, not what the network removes.
+
+The other reading (``weighted=False``) drops the weights and splits the input itself by two
+orthogonal projections, ``P_p mu = sum_{s_i > eps} (v_i^T mu) v_i`` and ``P_a mu = mu - P_p mu``,
+so ``P_p mu + P_a mu = mu``: the patterns the network passes and those it (mostly) removes.
 
 Two ways to get the decomposition:
 
@@ -58,22 +63,31 @@ class LocalSVD:
         p = p[p > 0]
         return float(torch.exp(-(p * p.log()).sum()))
 
-    def preserved(self, x: torch.Tensor, threshold: float = 0.10) -> torch.Tensor:
-        """Equation 7's preserved part of inputs ``x`` (N, ...input shape) -> same shape."""
+    def preserved(self, x: torch.Tensor, threshold: float = 0.10,
+                  weighted: bool = True) -> torch.Tensor:
+        """The preserved part of inputs ``x`` (N, ...input shape): equation 7 as printed
+        (``weighted``), or the projection ``P_p x`` onto the ``v_i`` with ``s_i > threshold``."""
         if not self.complete and float(self.S[-1]) > threshold:
             raise ValueError(f"all {len(self.S)} singular values computed exceed {threshold}: the "
                              "preserved part needs more of them; raise `rank`")
-        return self._part(x, self.S > threshold)
+        return self._part(x, self.S > threshold, weighted)
 
-    def attenuated(self, x: torch.Tensor, threshold: float = 0.10) -> torch.Tensor:
-        """Equation 7's attenuated part of inputs ``x``; needs the complete SVD."""
+    def attenuated(self, x: torch.Tensor, threshold: float = 0.10,
+                   weighted: bool = True) -> torch.Tensor:
+        """The attenuated part: equation 7 as printed (``weighted``; needs the complete SVD), or
+        the projection ``P_a x = x - P_p x``."""
+        if not weighted:
+            return x - self.preserved(x, threshold, weighted=False).to(x.dtype)
         self._need_complete("the attenuated part")
-        return self._part(x, self.S <= threshold)
+        return self._part(x, self.S <= threshold, weighted)
 
-    def _part(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def _part(self, x: torch.Tensor, keep: torch.Tensor, weighted: bool) -> torch.Tensor:
         flat = x.reshape(len(x), -1).to(self.V.dtype)
-        V, S = self.V[:, keep], self.S[keep]
-        return ((flat @ V) * S @ V.T).reshape(x.shape)
+        V = self.V[:, keep]
+        coefficients = flat @ V
+        if weighted:
+            coefficients = coefficients * self.S[keep]
+        return (coefficients @ V.T).reshape(x.shape)
 
     def _need_complete(self, what: str) -> None:
         if not self.complete:
