@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -54,16 +55,25 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="session")
-def server(book):
-    """``http://127.0.0.1:PORT/`` serving the built book, for the life of the test session."""
+@contextmanager
+def serve(folder: Path):
+    """``http://127.0.0.1:PORT/`` serving ``folder`` while the block runs."""
     httpd = ThreadingHTTPServer(("127.0.0.1", 0),
-                                functools.partial(_QuietHandler, directory=str(book)))
+                                functools.partial(_QuietHandler, directory=str(folder)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def server(book):
+    """The built book on localhost, for the life of the test session."""
+    with serve(book) as origin:
+        yield origin
 
 
 @pytest.fixture(scope="session")

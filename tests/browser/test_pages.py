@@ -3,8 +3,9 @@
 A page fails on: a console error or uncaught exception; a request that failed, returned an error,
 or tried to leave localhost (each is blocked and counted); Markdown left as text (a table's
 ``|---|`` row, ``$...$`` math) outside code; math that MathJax did not typeset; an image that did
-not load; a ``hide-input`` toggle that does not open; an animation whose buttons or slider do not
-change the frame; an embedded widget that was not drawn or does not respond.
+not load; code or printed output that scrolls sideways; a ``hide-input`` toggle that does not
+open; an animation whose buttons or slider do not change the frame; an embedded widget that was
+not drawn or does not respond.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
-from conftest import built_book, html_pages
+from conftest import built_book, html_pages, serve
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from lib import plotting
 
 BOOK = built_book()
 PAGES = [p.relative_to(BOOK).as_posix() for p in html_pages(BOOK)] if BOOK else []
@@ -37,6 +41,9 @@ MATH = """async () => {
   return {math, loaded: true, typeset: document.querySelectorAll('mjx-container').length,
           errors: document.querySelectorAll('mjx-merror').length};
 }"""
+
+SIDEWAYS = """() => [...document.querySelectorAll('div.cell_input pre, div.cell_output pre')]
+  .filter(pre => pre.scrollWidth > pre.clientWidth + 1).length"""
 
 BROKEN_IMAGES = """() => [...document.querySelectorAll('article img')]
   .filter(img => !(img.complete && img.naturalWidth > 0))
@@ -117,7 +124,7 @@ def check_widgets(page) -> list[str]:
     if not views:
         return []
     try:
-        page.wait_for_function(f"() => ({UNDRAWN_WIDGETS})() === 0", timeout=15_000)
+        page.wait_for_function(f"() => ({UNDRAWN_WIDGETS})() === 0", timeout=10_000)
     except PlaywrightTimeout:
         drawn = views - page.evaluate(UNDRAWN_WIDGETS)
         return [f"the widget manager drew {drawn} of the {views} widget views"]
@@ -144,10 +151,9 @@ def check_widgets(page) -> list[str]:
     return problems
 
 
-@pytest.mark.skipif(not PAGES, reason="BOOK_HTML is not set or the book has no pages")
-@pytest.mark.parametrize("path", PAGES)
-def test_page_reads_right_offline(path, book, server, chromium):
-    page, failures = open_page(chromium, server + path, server)
+def page_problems(context, url: str, origin: str) -> list[str]:
+    """Everything on the page at ``url`` that a reader would find broken (see the module doc)."""
+    page, failures = open_page(context, url, origin)
     try:
         math = page.evaluate(MATH)
         if math["math"] and not math["loaded"]:
@@ -161,7 +167,38 @@ def test_page_reads_right_offline(path, book, server, chromium):
         failures += [f"untypeset $...$ math in the text: {m.group()!r}"
                      for m in RAW_MATH.finditer(text)]
         failures += [f"image did not load: {src}" for src in page.evaluate(BROKEN_IMAGES)]
+        if wide := page.evaluate(SIDEWAYS):
+            failures.append(f"{wide} code or output blocks scroll sideways")
         failures += check_toggles(page) + check_animations(page) + check_widgets(page)
     finally:
         page.close()
+    return failures
+
+
+@pytest.mark.skipif(not PAGES, reason="BOOK_HTML is not set or the book has no pages")
+@pytest.mark.parametrize("path", PAGES)
+def test_page_reads_right_offline(path, book, server, chromium):
+    failures = page_problems(chromium, server + path, server)
     assert not failures, f"{path}: {len(failures)} problems\n" + "\n".join(failures)
+
+
+def test_the_check_sees_what_a_reader_would(book, chromium, tmp_path):
+    """A page with one of each defect: each must be reported."""
+    player = plotting.animate([np.zeros((4, 4)), np.ones((4, 4))], ["a", "b"], (0.0, 1.0)).data
+    (tmp_path / "bad.html").write_text(f"""<html><head>
+      <script src="https://cdn.example.org/lib.js"></script></head><body><article>
+      <p>| a | b |\n|---|---|</p><p>the value $x^2$ left raw</p>
+      <span class="math">\\(x\\)</span><img src="missing.png"><script>oops(</script>
+      <details class="hide above-input"><summary>Show code</summary></details>
+      <div class="cell_input"><pre>{"x" * 400}</pre></div>
+      {player.replace(".next_frame()", ".pause_animation()")}
+      <script type="application/vnd.jupyter.widget-view+json">{{}}</script>
+      </article></body></html>""")
+    with serve(tmp_path) as origin:
+        found = "\n".join(page_problems(chromium, origin + "bad.html", origin))
+    for expected in ["blocked request to https://cdn.example.org/lib.js",
+                     "uncaught exception", "HTTP 404", "raw Markdown table row",
+                     "untypeset $...$ math in the text: '$x^2$'", "MathJax did not load",
+                     "image did not load", "scroll sideways", "toggle 0 does not open",
+                     "'Next frame' did not change the frame", "drew 0 of the 1 widget views"]:
+        assert expected in found, f"not reported: {expected}\n{found}"
