@@ -6,12 +6,16 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JB     := $(VENV)/bin/jupyter-book
+# What the pages load in the reader's browser (MathJax, require.js, the widget manager), from the
+# npm packages pinned in package-lock.json, served by the book itself (see _config.yml).
+VENDOR := book/static/vendor
+ASSETS := $(VENDOR)/.installed
 # Per-cell limit (seconds) for nbval; the book's own limit is in _config.yml.
 CELL_TIMEOUT ?= 900
 
-.PHONY: book test install unit notebooks book-quick run strip clean readme-figure
+.PHONY: book test install unit notebooks book-quick browser run strip clean readme-figure
 
-install: $(STAMP)
+install: $(STAMP) $(ASSETS)
 
 $(STAMP): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { \
@@ -23,23 +27,45 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $(STAMP)
 
+$(ASSETS): package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "error: 'npm' not found. The book serves MathJax and the widget manager itself, from npm packages: install Node.js 18+ with npm." >&2; exit 1; }
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/html-manager
+	cp -r node_modules/mathjax/es5 $(VENDOR)/mathjax
+	cp node_modules/requirejs/require.js $(VENDOR)/require.js
+	cp node_modules/@jupyter-widgets/html-manager/dist/*.js \
+	   node_modules/@jupyter-widgets/html-manager/dist/*.txt \
+	   node_modules/@jupyter-widgets/html-manager/dist/*.woff* \
+	   node_modules/@jupyter-widgets/html-manager/dist/*.ttf \
+	   node_modules/@jupyter-widgets/html-manager/dist/*.eot \
+	   node_modules/@jupyter-widgets/html-manager/dist/*.svg $(VENDOR)/html-manager/
+	@touch $(ASSETS)
+
 ## make book: install, then build the HTML book with the `default` profile (every chapter executed).
-book: $(STAMP)
+book: $(STAMP) $(ASSETS)
 	BOOK_PROFILE=default $(JB) build . --path-output _build/default --keep-going
 	@echo "The book is at $(CURDIR)/_build/default/_build/html/index.html"
 
-## make test: install, unit tests, every chapter through nbval (`quick`), a `quick` book build (-W).
-test: $(STAMP) unit notebooks book-quick
+## make test: install, unit tests, every chapter through nbval (`quick`), a `quick` book build (-W),
+## then the quick book's pages in headless Chromium with the network blocked, and its links.
+test: $(STAMP) unit notebooks book-quick browser
 
 unit: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --ignore=tests/browser
 
 notebooks: $(STAMP)
 	BOOK_PROFILE=quick $(PY) -m pytest --nbval-lax --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider notebooks
 
-book-quick: $(STAMP)
+book-quick: $(STAMP) $(ASSETS)
 	BOOK_PROFILE=quick $(JB) build . --path-output _build/quick -W --keep-going
 	@echo "The quick book is at $(CURDIR)/_build/quick/_build/html/index.html"
+
+## make browser: the built quick book (run `make book-quick` first) checked offline: every internal
+## link and anchor, then every page in headless Chromium (/usr/bin/chromium or $$CHROMIUM).
+BOOK_HTML ?= _build/quick/_build/html
+browser: $(STAMP)
+	BOOK_HTML=$(BOOK_HTML) $(PY) -m pytest tests/browser -p no:cacheprovider
 
 ## make run PROFILE=paper ARGS="--only 04 -p device cuda": execute chapters with papermill.
 PROFILE ?= default
@@ -51,7 +77,7 @@ strip: $(STAMP)
 	$(PY) -m lib.notebooks strip notebooks/*.ipynb
 
 clean:
-	rm -rf _build
+	rm -rf _build node_modules $(VENDOR)
 
 ## make readme-figure: redraw the README's figure from lib.
 readme-figure: $(STAMP)

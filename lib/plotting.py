@@ -6,6 +6,7 @@ window in HU, so that a reader can read values off any figure.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -31,11 +32,38 @@ def show_mu(ax, image, window: tuple[float, float], title: str = "", colorbar: b
     return im
 
 
-def animate(frames: Sequence, titles: Sequence[str], window: tuple[float, float],
-            interval_ms: int = 700, size: float = 4.0):
-    """An animation over images, as HTML with play controls (works on a static page)."""
+# matplotlib's player draws its buttons with Font Awesome 4 icons from a CDN; offline they are
+# blank. Plain characters instead, by the icon each button names.
+_BUTTON_TEXT = {
+    "fa-minus": "&minus;", "fa-fast-backward": "|&#9664;&#9664;", "fa-step-backward": "|&#9664;",
+    "fa-play fa-flip-horizontal": "&#9664;", "fa-pause": "&#10074;&#10074;", "fa-play": "&#9654;",
+    "fa-step-forward": "&#9654;|", "fa-fast-forward": "&#9654;&#9654;|", "fa-plus": "+",
+}
+_ICON = re.compile(r'<i class="fa ([a-z -]+)"></i>')
+_CDN_STYLE = re.compile(r'<link rel="stylesheet"\s+href="https?://[^"]*"\s*/?>')
+
+
+def jshtml(anim: animation.Animation):
+    """A matplotlib animation as self-contained HTML: frames, slider and buttons, no downloads.
+
+    The player is ``anim.to_jshtml()`` without its stylesheet link to a CDN, and with the button
+    icons written as characters, so it works on a static page with the network off.
+    """
     from IPython.display import HTML
 
+    html, n_links = _CDN_STYLE.subn("", anim.to_jshtml())
+    icons = _ICON.findall(html)
+    if n_links != 1 or sorted(icons) != sorted(_BUTTON_TEXT):
+        raise RuntimeError("matplotlib's to_jshtml() player changed: found "
+                           f"{n_links} stylesheet links and the icons {icons}, expected 1 link "
+                           f"and {list(_BUTTON_TEXT)}; update lib.plotting.jshtml for it")
+    html = _ICON.sub(lambda m: _BUTTON_TEXT[m.group(1)], html)
+    return HTML(html)
+
+
+def animate(frames: Sequence, titles: Sequence[str], window: tuple[float, float],
+            interval_ms: int = 700, size: float = 4.0):
+    """An animation over images, as HTML with play controls (works on a static page, offline)."""
     fig, ax = plt.subplots(figsize=(size, size))
     im = show_mu(ax, frames[0], window, titles[0], colorbar=False)
 
@@ -46,7 +74,7 @@ def animate(frames: Sequence, titles: Sequence[str], window: tuple[float, float]
         return (im,)
 
     anim = animation.FuncAnimation(fig, update, frames=len(frames), interval=interval_ms)
-    html = HTML(anim.to_jshtml())
+    html = jshtml(anim)
     plt.close(fig)
     return html
 
