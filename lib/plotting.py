@@ -73,10 +73,7 @@ def animate(frames: Sequence, titles: Sequence[str], window: tuple[float, float]
         ax.set_title(titles[k])
         return (im,)
 
-    anim = animation.FuncAnimation(fig, update, frames=len(frames), interval=interval_ms)
-    html = jshtml(anim)
-    plt.close(fig)
-    return html
+    return animate_figure(fig, update, len(frames), interval_ms)
 
 
 def animate_figure(fig, draw, n_frames: int, interval_ms: int = 900):
@@ -85,9 +82,7 @@ def animate_figure(fig, draw, n_frames: int, interval_ms: int = 900):
     ``draw(k)`` redraws ``fig`` for frame ``k`` (update images, titles, lines). The figure is
     closed afterwards, so the cell shows the animation only.
     """
-    from IPython.display import HTML
-
     anim = animation.FuncAnimation(fig, draw, frames=n_frames, interval=interval_ms)
-    html = HTML(anim.to_jshtml())
+    html = jshtml(anim)
     plt.close(fig)
     return html
