@@ -13,7 +13,7 @@ ASSETS := $(VENDOR)/.installed
 # Per-cell limit (seconds) for nbval; the book's own limit is in _config.yml.
 CELL_TIMEOUT ?= 900
 
-.PHONY: book test install unit notebooks book-quick browser run strip clean readme-figure
+.PHONY: book test install lint unit notebooks book-quick browser run strip clean readme-figure
 
 install: $(STAMP) $(ASSETS)
 
@@ -47,12 +47,19 @@ book: $(STAMP) $(ASSETS)
 	BOOK_PROFILE=default $(JB) build . --path-output _build/default --keep-going
 	@echo "The book is at $(CURDIR)/_build/default/_build/html/index.html"
 
-## make test: install, unit tests, every chapter through nbval (`quick`), a `quick` book build (-W),
-## then the quick book's pages in headless Chromium with the network blocked, and its links.
-test: $(STAMP) unit notebooks book-quick browser
+## make test: install, lint, unit tests and doctests, every chapter through nbval (`quick`), a
+## `quick` book build (-W), then the quick book's pages in headless Chromium with the network
+## blocked, and its links.
+test: $(STAMP) lint unit notebooks book-quick browser
 
+## make lint: ruff over the package, tests, benchmarks and book scripts (rules in pyproject.toml).
+lint: $(STAMP)
+	$(PY) -m ruff check lib tests benchmarks book
+
+## make unit: the unit tests, then the examples in lib's docstrings as doctests.
 unit: $(STAMP)
 	$(PY) -m pytest tests --ignore=tests/browser
+	$(PY) -m pytest --doctest-modules lib -p no:cacheprovider
 
 notebooks: $(STAMP)
 	BOOK_PROFILE=quick $(PY) -m pytest --nbval-lax --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider notebooks

@@ -113,13 +113,14 @@ def test_runner_reports_the_failing_cell(tmp_path):
 
 def test_runner_command_line_rejects_bad_input():
     run = [sys.executable, "-m", "lib.run"]
-    bad_profile = subprocess.run(run + ["--profile", "huge"], capture_output=True, text=True)
+    bad_profile = subprocess.run(run + ["--profile", "huge"], capture_output=True, text=True,
+                                 check=False)
     assert bad_profile.returncode != 0 and "invalid choice" in bad_profile.stderr
     bad_param = subprocess.run(run + ["--only", "02", "-p", "nope", "1"], capture_output=True,
-                               text=True)
+                               text=True, check=False)
     assert bad_param.returncode != 0 and "valid parameters" in bad_param.stderr
     into_data = subprocess.run(run + ["--only", "02", "--output", str(ROOT / "data" / "x")],
-                               capture_output=True, text=True)
+                               capture_output=True, text=True, check=False)
     assert into_data.returncode != 0 and "data/" in into_data.stderr
 
 

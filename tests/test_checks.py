@@ -118,7 +118,7 @@ def test_the_svd_matches_the_jvp_and_fails_for_another_network_or_point():
 
 
 def test_both_readings_of_equation_7():
-    net, x0, svd = svd_case()
+    _, _, svd = svd_case()
     n = torch.randn(3, 1, 8, 8, dtype=F64)
     kept, removed = svd.preserved(n, 0.1, weighted=False), svd.attenuated(n, 0.1, weighted=False)
     assert torch.allclose(kept + removed, n, atol=1e-12)          # projections add up to n

@@ -61,7 +61,7 @@ def test_two_processes_building_the_same_cache(tmp_path):
 def test_slabs_for_3d_networks():
     pairs = phantom_pairs("train", 1, DoseProtocol(96, 4.0, 90, slab=3), cache=False, progress=False)
     assert pairs.low.shape == (1, 3, 96, 96)
-    low, normal, truth = PatchDataset(pairs, 32, 4)[0]
+    low, _, _ = PatchDataset(pairs, 32, 4)[0]
     assert low.shape == (1, 3, 32, 32)
     with pytest.raises(ValueError, match="odd"):
         DoseProtocol(slab=2)

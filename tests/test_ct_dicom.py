@@ -28,7 +28,7 @@ def test_single_file_and_the_real_ct_slice(tmp_path):
     mu, spacing = read_dicom(tmp_path / "one.dcm")
     assert spacing == pytest.approx((1.25, 0.7, 0.7))
     assert torch.allclose(mu, torch.full((1, 8, 8), MU_WATER))
-    real, (dz, dy, dx) = read_dicom(get_testdata_file("CT_small.dcm"))
+    real, (_, dy, dx) = read_dicom(get_testdata_file("CT_small.dcm"))
     assert real.shape == (1, 128, 128)
     assert 0.5 < dy == dx < 1.0
     assert 0.0 <= float(real.min()) and float(real.max()) < 0.1  # tissue and bone, in mm^-1

@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from lib import ct  # noqa: E402
-from lib.plotting import show_mu  # noqa: E402
+from lib import ct
+from lib.plotting import show_mu
 
 truth = ct.thorax_phantom(seed=0)
 site = ct.lung_lesion_site(truth, 9.0, 1.5, seed=0)

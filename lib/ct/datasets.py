@@ -133,7 +133,7 @@ def dicom_pairs(folder: str | Path, protocol: DoseProtocol = DoseProtocol(), see
     Each slice is resampled to the protocol's pixel size and centre-cropped or padded (with air)
     to its grid. Slabs take ``protocol.slab`` adjacent slices around each slice that has them.
     """
-    mu, (dz, dy, dx) = read_dicom(folder)
+    mu, (_, dy, dx) = read_dicom(folder)
     images = fit_to_grid(mu, (dy, dx), protocol.size, protocol.pixel_mm)
     if protocol.slab > 1:
         h = protocol.slab // 2

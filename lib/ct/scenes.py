@@ -55,7 +55,7 @@ class LesionScene:
         b = torch.as_tensor(background, dtype=self.base.dtype, device=self.base.device).reshape(shape)
         return x + b * self.background
 
-    def to(self, *args, **kwargs) -> "LesionScene":
+    def to(self, *args, **kwargs) -> LesionScene:
         """The scene with its tensors moved or cast, as ``torch.Tensor.to``."""
         moved = {k: getattr(self, k).to(*args, **kwargs)
                  for k in ("base", "profile", "background") if getattr(self, k) is not None}

@@ -123,7 +123,7 @@ class Cover:
     points: list[int]
     threshold: float
 
-    def first(self, k: int) -> "Cover":
+    def first(self, k: int) -> Cover:
         """The cover by the first ``k`` operating points only (the greedy choice is nested)."""
         return Cover(self.table, self.points[:k], self.threshold)
 

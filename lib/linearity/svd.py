@@ -149,7 +149,7 @@ def power_iteration(model: torch.nn.Module, x0: torch.Tensor, iterations: int = 
     """
     if x0.shape[0] != 1:
         raise ValueError(f"power_iteration takes a single input (batch 1), got {tuple(x0.shape)}")
-    out, pull = vjp(model, x0)
+    _, pull = vjp(model, x0)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     v = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     v /= v.norm()

@@ -65,7 +65,7 @@ def _complete_entry(file: str, weights: Path, entry: dict, device: str) -> dict:
             "hardware": {"machine": platform.machine(), "processor": platform.processor(),
                          "cpu_count": os.cpu_count(), "torch": torch.__version__,
                          "device": device, "processes": int(os.environ.get("WORLD_SIZE", "1"))},
-            "trained": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            "trained": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
 
 def _write_entry(name: str, entry: dict, manifest_path: Path) -> None:
