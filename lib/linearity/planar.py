@@ -72,7 +72,7 @@ def planar_regions(network: nn.Sequential, box: tuple[float, float, float, float
                          "whose first layer takes 2 inputs")
     for layer in layers:
         if not isinstance(layer, (nn.Linear, nn.ReLU)):
-            raise TypeError(f"planar_regions handles nn.Linear and nn.ReLU only, got "
+            raise ValueError(f"planar_regions handles nn.Linear and nn.ReLU only, got "
                              f"{type(layer).__name__}")
     x0, x1, y0, y1 = box
     square = torch.tensor([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=torch.float64)
