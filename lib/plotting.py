@@ -1,7 +1,9 @@
-"""Figures shared by the chapters: mu images with a stated window and colour bar, and animations.
+"""Figures shared by the chapters: the book's style, mu images with a stated window and colour
+bar, signed maps, zoom boxes, and animations.
 
 Every image is shown with its display window and a colour bar in mm^-1 whose label gives the
-window in HU, so that a reader can read values off any figure.
+window in HU, so that a reader can read values off any figure. Signed quantities (Jacobian rows,
+singular vectors, perturbations, differences) use one diverging map centred on zero.
 """
 
 from __future__ import annotations
@@ -17,10 +19,32 @@ from matplotlib import animation
 from lib.ct.units import mu_to_hu
 
 
+#: The book's matplotlib settings, applied once per chapter by :func:`use_book_style`.
+BOOK_STYLE = {
+    "figure.constrained_layout.use": True,
+    "figure.dpi": 100,
+    "image.interpolation": "nearest",
+    "axes.titlesize": "medium",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+#: The diverging colour map of every signed image.
+SIGNED_CMAP = "RdBu_r"
+
+
+def use_book_style() -> None:
+    """Apply :data:`BOOK_STYLE` to matplotlib (call once, in a chapter's set-up cell)."""
+    plt.rcParams.update(BOOK_STYLE)
+
+
+def _numpy(image) -> np.ndarray:
+    return image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+
+
 def show_mu(ax, image, window: tuple[float, float], title: str = "", colorbar: bool = True,
             extent_mm: float | None = None):
     """``imshow`` of a mu image (mm^-1) in ``window`` with a colour bar in mm^-1 and HU."""
-    data = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    data = _numpy(image)
     extent = None if extent_mm is None else (0, extent_mm, extent_mm, 0)
     im = ax.imshow(data, cmap="gray", vmin=window[0], vmax=window[1], extent=extent)
     ax.set_title(title)
@@ -30,6 +54,43 @@ def show_mu(ax, image, window: tuple[float, float], title: str = "", colorbar: b
         low, high = (round(float(mu_to_hu(v))) for v in window)
         bar.set_label(f"mu (mm$^{{-1}}$); window {low} to {high} HU")
     return im
+
+
+def show_signed(ax, image, limit: float | None = None, title: str = "", colorbar: bool = False,
+                label: str = "mm$^{-1}$"):
+    """``imshow`` of a signed map on :data:`SIGNED_CMAP`, symmetric about zero.
+
+    ``limit`` is the value drawn at full colour (default: the largest magnitude in the image); the
+    colour bar, if asked for, carries ``label``.
+    """
+    data = _numpy(image)
+    if limit is None:
+        limit = float(np.abs(data).max()) or 1.0
+    im = ax.imshow(data, cmap=SIGNED_CMAP, vmin=-limit, vmax=limit)
+    ax.set_title(title)
+    ax.set_xticks([]), ax.set_yticks([])
+    if colorbar:
+        plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=label)
+    return im
+
+
+def zoom_window(centre_px: Sequence[int], half_px: int, shape: Sequence[int]) -> tuple[slice, slice]:
+    """Rows and columns of a square of side ``2 half_px`` around ``centre_px``, moved inside ``shape``.
+
+    >>> zoom_window((2, 60), 8, (64, 64))
+    (slice(0, 16, None), slice(48, 64, None))
+    """
+    if 2 * half_px > min(shape[-2:]):
+        raise ValueError(f"a zoom of {2 * half_px} px does not fit an image of {tuple(shape)}")
+    starts = (min(max(int(c) - half_px, 0), n - 2 * half_px) for c, n in zip(centre_px, shape[-2:]))
+    return tuple(slice(s, s + 2 * half_px) for s in starts)
+
+
+def mark_zoom(ax, zoom: tuple[slice, slice], color: str = "tab:red") -> None:
+    """Outline the zoom window ``zoom`` (rows, cols) on an image axis."""
+    rows, cols = zoom
+    ax.add_patch(plt.Rectangle((cols.start - 0.5, rows.start - 0.5), cols.stop - cols.start,
+                               rows.stop - rows.start, fill=False, color=color, lw=0.8))
 
 
 # matplotlib's player draws its buttons with Font Awesome 4 icons from a CDN; offline they are
@@ -68,8 +129,7 @@ def animate(frames: Sequence, titles: Sequence[str], window: tuple[float, float]
     im = show_mu(ax, frames[0], window, titles[0], colorbar=False)
 
     def update(k):
-        data = frames[k]
-        im.set_data(data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else data)
+        im.set_data(_numpy(frames[k]))
         ax.set_title(titles[k])
         return (im,)
 

@@ -1,7 +1,7 @@
 """Paired low-dose / normal-dose images for training and evaluating denoisers.
 
-A :class:`DoseProtocol` fixes the scanner and the two doses (the seed paper's ``I0 = 1e5`` and
-``1.25e4`` photons per ray). Ground-truth images come from the phantom (:func:`phantom_pairs`, one
+A :class:`DoseProtocol` fixes the scanner and the two doses (by default the seed paper's, from
+:data:`lib.ct.protocol.PAPER`). Ground-truth images come from the phantom (:func:`phantom_pairs`, one
 phantom per seed, splits on disjoint seed ranges) or from a user's DICOM series
 (:func:`dicom_pairs`, which treats the real images as ground truth, as the seed paper does with
 LIDC); a user with real low/normal-dose pairs (Mayo) loads them with :func:`measured_pairs`.
@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lib.ct.dicom import read_dicom
-from lib.ct.phantom import DEFAULT_PIXEL_MM, DEFAULT_SIZE, thorax_phantom, thorax_slab
+from lib.ct.phantom import thorax_phantom, thorax_slab
+from lib.ct.protocol import PAPER
 from lib.ct.scanner import Scanner
 from lib.paths import cache_dir
 from lib.storage import atomic_save
@@ -46,12 +47,12 @@ _CACHE_VERSION = 1  # bump when the phantom or the scanner changes what a seed p
 class DoseProtocol:
     """How pairs are simulated: scanner geometry, FBP filter, the two doses, slices per example."""
 
-    size: int = DEFAULT_SIZE
-    pixel_mm: float = DEFAULT_PIXEL_MM
-    n_angles: int = 360
+    size: int = PAPER.size
+    pixel_mm: float = PAPER.pixel_mm
+    n_angles: int = PAPER.n_angles
     filter: str = "ramp"
-    normal_I0: float = 1e5
-    low_I0: float = 1.25e4
+    normal_I0: float = PAPER.normal_I0
+    low_I0: float = PAPER.low_I0
     slab: int = 1  # adjacent slices per example (odd); 1 gives 2-D images
 
     def __post_init__(self):

@@ -18,14 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lib.ct.protocol import PAPER
 from lib.ct.units import TISSUE
 
-#: Default geometry: the configuration the shipped denoisers are trained on.
-DEFAULT_SIZE = 256
-DEFAULT_PIXEL_MM = 1.5
 
-
-def thorax_phantom(size: int = DEFAULT_SIZE, pixel_mm: float = DEFAULT_PIXEL_MM, seed: int = 0,
+def thorax_phantom(size: int = PAPER.size, pixel_mm: float = PAPER.pixel_mm, seed: int = 0,
                    z_mm: float = 0.0) -> torch.Tensor:
     """One axial thorax slice, a float32 tensor (size, size) of mu in mm^-1.
 
@@ -46,8 +43,8 @@ def thorax_phantom(size: int = DEFAULT_SIZE, pixel_mm: float = DEFAULT_PIXEL_MM,
     return torch.from_numpy(_Thorax(seed).slice(size, pixel_mm, z_mm).astype(np.float32))
 
 
-def thorax_slab(n_slices: int, size: int = DEFAULT_SIZE, pixel_mm: float = DEFAULT_PIXEL_MM,
-                slice_mm: float = DEFAULT_PIXEL_MM, seed: int = 0,
+def thorax_slab(n_slices: int, size: int = PAPER.size, pixel_mm: float = PAPER.pixel_mm,
+                slice_mm: float = PAPER.pixel_mm, seed: int = 0,
                 z_center_mm: float = 0.0) -> torch.Tensor:
     """``n_slices`` adjacent slices (n_slices, size, size) spaced ``slice_mm``, centred on z."""
     _check_grid(size, pixel_mm)

@@ -31,7 +31,7 @@ import astra
 import numpy as np
 import torch
 
-from lib.ct.phantom import DEFAULT_PIXEL_MM, DEFAULT_SIZE
+from lib.ct.protocol import PAPER
 
 FILTERS = ("ramp", "hann")
 
@@ -56,8 +56,8 @@ class Scanner:
         torch.Size([128, 128])
     """
 
-    def __init__(self, size: int = DEFAULT_SIZE, pixel_mm: float = DEFAULT_PIXEL_MM,
-                 n_angles: int = 360, n_detectors: int | None = None,
+    def __init__(self, size: int = PAPER.size, pixel_mm: float = PAPER.pixel_mm,
+                 n_angles: int = PAPER.n_angles, n_detectors: int | None = None,
                  detector_mm: float | None = None, filter: str = "ramp"):
         _check_count("size", size, 8)
         _check_count("n_angles", n_angles, 1)

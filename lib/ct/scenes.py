@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from lib.ct.lesion import lesion_profile, lung_lesion_site
-from lib.ct.phantom import DEFAULT_PIXEL_MM, DEFAULT_SIZE, thorax_phantom, thorax_slab
+from lib.ct.phantom import thorax_phantom, thorax_slab
+from lib.ct.protocol import PAPER
 from lib.ct.scanner import Scanner
 
 
@@ -62,9 +63,9 @@ class LesionScene:
         return replace(self, **moved)
 
 
-def lung_lesion_scene(roi: int = 64, diameter_mm: float = 9.0, seed: int = 0, I0: float = 1.25e4,
-                      slab: int | None = None, size: int = DEFAULT_SIZE,
-                      pixel_mm: float = DEFAULT_PIXEL_MM) -> LesionScene:
+def lung_lesion_scene(roi: int = 64, diameter_mm: float = PAPER.lesion_diameter_mm, seed: int = 0,
+                      I0: float = PAPER.low_I0, slab: int | None = None, size: int = PAPER.size,
+                      pixel_mm: float = PAPER.pixel_mm) -> LesionScene:
     """A low-dose ROI of ``roi`` pixels centred on a lung site that fits the lesion.
 
     With ``slab`` (odd), the ROI is a slab of that many adjacent slices and the lesion a sphere.
@@ -84,8 +85,8 @@ def lung_lesion_scene(roi: int = 64, diameter_mm: float = 9.0, seed: int = 0, I0
     return LesionScene(low[None, None], profile[None, None], (half, half), pixel_mm, diameter_mm)
 
 
-def uniform_lesion_scene(roi: int = 64, diameter_mm: float = 9.0, slab: int | None = None,
-                         pixel_mm: float = DEFAULT_PIXEL_MM) -> LesionScene:
+def uniform_lesion_scene(roi: int = 64, diameter_mm: float = PAPER.lesion_diameter_mm,
+                         slab: int | None = None, pixel_mm: float = PAPER.pixel_mm) -> LesionScene:
     """A lesion centred in a uniform background, noise-free: ``x(c, b) = c * lesion + b * 1``.
 
     With ``slab`` (odd) the input is a slab of that many slices and the lesion a sphere.
@@ -97,8 +98,8 @@ def uniform_lesion_scene(roi: int = 64, diameter_mm: float = 9.0, slab: int | No
                        diameter_mm, background=torch.ones_like(profile))
 
 
-def scanner_noise(n: int, roi: int = 64, I0: float = 1.25e4, seed: int = 0,
-                  size: int = DEFAULT_SIZE, pixel_mm: float = DEFAULT_PIXEL_MM) -> torch.Tensor:
+def scanner_noise(n: int, roi: int = 64, I0: float = PAPER.low_I0, seed: int = 0,
+                  size: int = PAPER.size, pixel_mm: float = PAPER.pixel_mm) -> torch.Tensor:
     """``n`` realisations (n, 1, roi, roi) of low-dose CT noise at a lung lesion site.
 
     Each is a reconstruction from Poisson counts at ``I0`` minus the noise-free reconstruction of
@@ -109,7 +110,7 @@ def scanner_noise(n: int, roi: int = 64, I0: float = 1.25e4, seed: int = 0,
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     truth = thorax_phantom(size, pixel_mm, seed=seed)
-    window = _lung_window(truth, roi, 9.0, pixel_mm, seed)
+    window = _lung_window(truth, roi, PAPER.lesion_diameter_mm, pixel_mm, seed)
     scanner = Scanner(size, pixel_mm)
     clean = scanner.fbp(scanner.project(truth))[window]
     noise = [scanner.scan(truth, I0, seed=seed + k)[window] - clean for k in range(n)]

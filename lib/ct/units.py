@@ -12,6 +12,8 @@ import torch
 
 #: Linear attenuation of water at about 70 keV, in mm^-1 (NIST XCOM: 0.193 cm^2/g x 1 g/cm^3).
 MU_WATER = 0.0193
+#: HU per mm^-1: the scale of differences, noise levels and errors (no offset), ``1000 / MU_WATER``.
+HU_PER_MU = 1000.0 / MU_WATER
 
 
 def hu_to_mu(hu):

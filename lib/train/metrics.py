@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from lib.ct.units import LUNG_WINDOW, MU_WATER, hu_to_mu
+from lib.ct.units import HU_PER_MU, LUNG_WINDOW, hu_to_mu
 
 WINDOW = LUNG_WINDOW  # (low, high) in mm^-1
 
@@ -27,7 +27,7 @@ def windowed(mu: torch.Tensor, window: tuple[float, float] = WINDOW) -> torch.Te
 def rmse_hu(pred: torch.Tensor, target: torch.Tensor,
             mask: torch.Tensor | None = None) -> torch.Tensor:
     """Root-mean-square error in HU, per image (leading dimension), over ``mask`` if given."""
-    squared = ((pred - target) * (1000.0 / MU_WATER)).pow(2).flatten(1)
+    squared = ((pred - target) * HU_PER_MU).pow(2).flatten(1)
     if mask is None:
         return squared.mean(1).sqrt()
     weight = mask.expand_as(pred).flatten(1).to(squared.dtype)
