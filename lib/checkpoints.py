@@ -113,8 +113,9 @@ def read_weights(name: str, loader: str, manifest_path: Path = MANIFEST) -> tupl
     entry = manifest[name]
     if loader_of(entry) != loader:
         ours = ", ".join(n for n, e in sorted(manifest.items()) if loader_of(e) == loader)
-        raise CheckpointError(f"{name!r} is a {entry.get('architecture')} model: load it with "
-                              f"{loader_of(entry)}({name!r}); {loader} takes {ours or 'none'}")
+        raise CheckpointError(f"{name!r} (architecture {entry.get('architecture')!r}) is not for "
+                              f"{loader}: load it with {loader_of(entry)}({name!r}); {loader} "
+                              f"takes {ours or 'none'}")
     path = Path(manifest_path).parent / entry["file"]
     pending = path.with_name(path.name + ".pending")
     if pending.exists() and sha256(pending) == entry["sha256"]:

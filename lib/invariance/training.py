@@ -1,11 +1,12 @@
 """Training the conditional INNs that sample a layer's invariances.
 
 :func:`train_sampler` runs :class:`SamplerTask` in the shared resumable loop
-(:mod:`lib.train.resumable`: checkpoints, resumption, history, progress). A fresh run first fits the cINN's conditional mean ``m(Phi_l(x))``, a linear
-map of the (squeezed) features, by least squares on the whole training pool; then it minimises
-the negative log-likelihood of low-dose patches ``x`` given the features ``Phi_l(x)`` of a
-denoiser (a shipped one, or the synthetic :class:`~lib.invariance.synthetic.
-PairAverage` with its known invariance, network ``"pair-average"``) at one layer.
+(:mod:`lib.train.resumable`: checkpoints, resumption, history, progress). A fresh run first fits
+the cINN's conditional mean ``m(Phi_l(x))``, a linear map of the (squeezed) features, by least
+squares on the whole training pool; then it minimises the negative log-likelihood of low-dose
+patches ``x`` given the features ``Phi_l(x)`` of a denoiser (a shipped one, or the synthetic
+:class:`~lib.invariance.synthetic.PairAverage` with its known invariance, network
+``"pair-average"``) at one layer.
 
 Patches come from a fixed pool drawn once from the training phantoms; the batch of step ``s`` is
 fixed by ``(seed, s)`` and the loop checkpoints the random state, so an interrupted run resumed
