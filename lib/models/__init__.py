@@ -5,7 +5,8 @@
 - :class:`WGANVGG` - the WGAN-VGG generator (Yang et al. 2018); :class:`Critic` trains it
 - :class:`CPCE2D`, :class:`CPCE3D` - conveying-path encoder-decoders (Shan et al. 2018), with
   :func:`transfer_2d_to_3d`
-- :class:`Denoiser` - the contract they keep (mu in, mu out, ``receptive_field``, ``slab``)
+- :class:`Denoiser` - the contract they keep (mu in, mu out, ``receptive_field``, ``slab``);
+  :func:`slab_of` reads ``slab`` of any module (None: a 2-D network)
 - :func:`load` - a shipped trained model, checksum verified; :func:`build` - an untrained one
 - :func:`receptive_field` - measured by probing
 - :class:`PhantomFeatures`, :class:`VGG19Features` - feature networks for perceptual losses
