@@ -95,7 +95,7 @@ def test_noise_falls_as_one_over_root_dose_on_a_water_disk():
     truth = ((yy - 31.5) ** 2 + (xx - 31.5) ** 2 < 24 ** 2).float() * ct.MU_WATER
     region = uniform_region(truth, ct.MU_WATER, erode_px=4)
     doses = [1e4, 4e4, 1.6e5]
-    noise = noise_against_dose(scanner, truth, doses, realisations=3, region=region, seed=1)
+    noise = noise_against_dose(scanner, truth, doses, realizations=3, region=region, seed=1)
     assert noise[0] / noise[1] == pytest.approx(2.0, rel=0.15)
     assert dose_exponent(doses, noise) == pytest.approx(-0.5, abs=0.06)
     # the same measurement without the noise: zero; and a law that is not 1/sqrt is not -1/2
@@ -126,8 +126,8 @@ def test_lesion_area_is_the_disk_area_and_a_wrong_contrast_shows():
 
 
 def test_probe_pixels_scale_with_the_lesion_radius_in_pixels():
-    pixels = lesion_probe_pixels((1, 20, 20), diameter_mm=9.0, pixel_mm=0.75)  # slab centre ok
-    assert pixels == {"centre": (20, 20), "edge": (20, 26), "background": (20, 38)}
+    pixels = lesion_probe_pixels((1, 20, 20), diameter_mm=9.0, pixel_mm=0.75)  # a slab's center
+    assert pixels == {"center": (20, 20), "edge": (20, 26), "background": (20, 38)}
 
 
 def test_real_slices_are_read_without_the_uid_warning():

@@ -43,22 +43,22 @@ def image_noise(scans: torch.Tensor, noiseless: torch.Tensor,
                 region: torch.Tensor | None = None) -> float:
     """Standard deviation (mm^-1) of ``scans - noiseless`` over ``region`` (all pixels if None).
 
-    ``scans`` is (H, W) or a batch (K, H, W) of realisations of the same object.
+    ``scans`` is (H, W) or a batch (K, H, W) of realizations of the same object.
     """
     noise = scans - noiseless
     return float(noise.std() if region is None else noise[..., region].std())
 
 
 def noise_against_dose(scanner: Scanner, truth: torch.Tensor, doses: Sequence[float],
-                       realisations: int, region: torch.Tensor, seed: int = 0) -> np.ndarray:
+                       realizations: int, region: torch.Tensor, seed: int = 0) -> np.ndarray:
     """:func:`image_noise` in ``region`` at each dose ``I0`` (photons per ray), from
-    ``realisations`` scans each, against the noise-free FBP of ``truth``."""
-    if realisations < 1:
-        raise ValueError(f"realisations must be at least 1, got {realisations}")
+    ``realizations`` scans each, against the noise-free FBP of ``truth``."""
+    if realizations < 1:
+        raise ValueError(f"realizations must be at least 1, got {realizations}")
     if int(region.sum()) < 2:
         raise ValueError("the region holds fewer than 2 pixels: choose a larger uniform region")
     noiseless = scanner.fbp(scanner.project(truth))
-    batch = truth.expand(realisations, *truth.shape)
+    batch = truth.expand(realizations, *truth.shape)
     return np.array([image_noise(scanner.scan(batch, I0, seed=seed), noiseless, region)
                      for I0 in doses])
 
