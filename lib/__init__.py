@@ -17,6 +17,8 @@ Sub-packages and modules (one concept each):
 - :mod:`lib.plotting` - the book's figure style, mu images with a stated window and colour bar,
   signed maps, zoom boxes; animations for static pages.
 - :mod:`lib.stats` - bootstrap intervals for the book's summary numbers.
+- :mod:`lib.feature_maps` - kernels and pooling on an image, and their sensitivity to a shift.
+- :mod:`lib.tables` - Markdown tables of the chapters' results.
 - :mod:`lib.storage` - atomic writes (no partial files).
 """
 

@@ -74,6 +74,36 @@ def show_signed(ax, image, limit: float | None = None, title: str = "", colorbar
     return im
 
 
+def show_feature_map(ax, image, title: str = "", quantile: float = 0.995):
+    """``imshow`` of a feature map in grey, clipped at its ``quantile`` of |value|: symmetric about
+    zero when the map has negative values, from zero otherwise."""
+    data = _numpy(image)
+    limit = float(np.quantile(np.abs(data), quantile)) or 1.0
+    im = ax.imshow(data, cmap="gray", vmin=-limit if data.min() < 0 else 0.0, vmax=limit)
+    ax.set_title(title)
+    ax.set_xticks([]), ax.set_yticks([])
+    return im
+
+
+def show_polygons(ax, polygons: Sequence, values=None, box: Sequence[float] | None = None,
+                  edgecolor: str = "k"):
+    """Convex polygons (each (k, 2) vertices), one ``tab20`` colour each, or coloured by
+    ``values`` (one per polygon) on ``viridis``; ``box`` = (x0, x1, y0, y1) sets the axes."""
+    from matplotlib.collections import PolyCollection
+
+    shapes = [_numpy(p) for p in polygons]
+    if values is None:
+        patches = PolyCollection(shapes, facecolors=plt.get_cmap("tab20")(np.arange(len(shapes)) % 20),
+                                 edgecolors=edgecolor, linewidths=0.3)
+    else:
+        patches = PolyCollection(shapes, array=_numpy(values), cmap="viridis", edgecolors=edgecolor,
+                                 linewidths=0.2)
+    ax.add_collection(patches)
+    if box is not None:
+        ax.set(xlim=box[:2], ylim=box[2:], aspect="equal")
+    return patches
+
+
 def zoom_window(center_px: Sequence[int], half_px: int, shape: Sequence[int]) -> tuple[slice, slice]:
     """Rows and columns of a square of side ``2 half_px`` around ``center_px``, moved inside ``shape``.
 

@@ -48,7 +48,7 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         "relu_width": {"quick": 8, "default": 12, "paper": 16},
     },
     "simulating_ct": {
-        # Phantom and reconstruction grid (pixels); the field of view stays 384 mm.
+        # Phantom and reconstruction grid (pixels); the field of view stays PAPER's (lib.ct.protocol).
         "image_size": {"quick": 128, "default": 256, "paper": 512},
         "n_angles": {"quick": 180, "default": 360, "paper": 720},
         # Incident photons per ray for the noise-versus-dose law.

@@ -9,6 +9,7 @@
 - paired low-dose / normal-dose datasets and patches - :mod:`lib.ct.datasets`
 - a lung lesion seen through a low-dose scan, for the analysis chapters - :mod:`lib.ct.scenes`
 - the noise power spectrum - :mod:`lib.ct.noise`
+- image noise against dose (the quantum-noise law) - :mod:`lib.ct.dose`
 """
 
 from lib.ct.dicom import DicomError, read_dicom

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,6 +157,19 @@ def real_slice_file(name: str) -> Path:
         raise FileNotFoundError(f"{REAL_SLICES[name]} is not installed; install the pinned "
                                 "pydicom-data from requirements.txt (nothing is downloaded)")
     return Path(path)
+
+
+def read_real_slice(name: str) -> tuple[torch.Tensor, tuple[float, float, float]]:
+    """:data:`REAL_SLICES` ``name`` read with :func:`lib.ct.read_dicom`: the (H, W) mu slice and
+    its spacing ``(dz, dy, dx)`` in mm (``dz`` NaN when the lone slice records no thickness).
+
+    One of the files carries a malformed UID; pydicom's warning about it is silenced here, and
+    only that warning.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Invalid value for VR UI")
+        mu, spacing = read_dicom(real_slice_file(name))
+    return mu[0], spacing
 
 
 def measured_pairs(low_folder: str | Path, normal_folder: str | Path) -> PairedImages:

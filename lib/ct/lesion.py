@@ -80,6 +80,31 @@ def insert_lesion(mu: torch.Tensor, center_px: Sequence[float], diameter_mm: flo
     return mu + contrast * profile
 
 
+def lesion_area_mm2(with_lesion: torch.Tensor, without: torch.Tensor, contrast: float,
+                    pixel_mm: float) -> float:
+    """The area (mm^2) of a lesion read back from the image: the added attenuation over the
+    contrast, ``sum(with_lesion - without) * pixel_mm^2 / contrast``.
+
+    For a disk of diameter ``d`` it should be ``pi d^2 / 4``: a check on the anti-aliased coverage.
+    """
+    if not (np.isfinite(contrast) and contrast != 0):
+        raise ValueError(f"contrast must be a finite, non-zero mu difference, got {contrast}")
+    return float((with_lesion - without).sum()) * pixel_mm ** 2 / contrast
+
+
+def lesion_probe_pixels(center_px: Sequence[int], diameter_mm: float,
+                        pixel_mm: float) -> dict[str, tuple[int, int]]:
+    """Three pixels to probe a lesion at: its ``center``, its ``edge`` (one radius to the right)
+    and the ``background`` (three radii to the right), as (row, col).
+
+    >>> lesion_probe_pixels((32, 32), 9.0, 1.5)
+    {'center': (32, 32), 'edge': (32, 35), 'background': (32, 41)}
+    """
+    row, col = (int(c) for c in center_px[-2:])
+    radius = round(diameter_mm / 2 / pixel_mm)
+    return {"center": (row, col), "edge": (row, col + radius), "background": (row, col + 3 * radius)}
+
+
 def lung_lesion_site(mu: torch.Tensor, diameter_mm: float, pixel_mm: float,
                      seed: int = 0, margin_mm: float = 3.0,
                      lung_below: float = 0.008) -> tuple[int, int]:

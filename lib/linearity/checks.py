@@ -13,6 +13,8 @@ or threshold).
 - :func:`check_svd_matches_jvp` - ``U S V^T n`` equals ``J n`` from a JVP for given inputs
 - :func:`check_attenuated_finer` - the attenuated part of noise has finer texture (a higher mean
   radial frequency of its noise power spectrum) than the preserved part
+- :func:`check_planar_regions` - the exact regions of a network with a 2-D input tile the box, and
+  at random points the network is the affine map, pattern and Jacobian of the region there
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from lib.ct.units import MU_WATER
 from lib.linearity.approximate import Cover, percent_error
 from lib.linearity.jacobian import linearize
 from lib.linearity.regions import RegionWalk, SampledPath
+from lib.linearity.planar import PlanarRegion, region_index
+from lib.linearity.tracing import activation_pattern
 from lib.linearity.svd import LocalSVD
 
 
@@ -144,3 +148,39 @@ def check_attenuated_finer(preserved: torch.Tensor, attenuated: torch.Tensor,
         raise AssertionError(f"the attenuated part's mean frequency {f_a:.3f} cycles/mm is not "
                              f"above the preserved part's {f_p:.3f}: it is not the finer texture")
     return f_p, f_a
+
+
+def check_planar_regions(network: torch.nn.Module, regions: list[PlanarRegion],
+                         box: tuple[float, float, float, float], points: torch.Tensor,
+                         atol: float = 1e-12) -> dict[str, float]:
+    """The polygons of :func:`lib.linearity.planar.planar_regions` against the network itself.
+
+    Every point (N, 2) must lie in a polygon; there the network's output must equal the polygon's
+    ``A x + c``, its activation pattern the polygon's pattern, and its Jacobian (autograd) ``A``,
+    each to ``atol``; and the areas must add up to the box's. Returns the largest output gap
+    ``output_gap``, the largest Jacobian gap ``jacobian_gap`` and the ``area`` of all polygons.
+    """
+    points = points.to(torch.float64)
+    owner = region_index(regions, points)
+    if (owner < 0).any():
+        raise AssertionError(f"{int((owner < 0).sum())} of {len(points)} points lie in no region: "
+                             "the polygons do not cover the box")
+    with torch.no_grad():
+        out = network(points)
+    A = torch.stack([regions[k].A for k in owner.tolist()])
+    c = torch.stack([regions[k].c for k in owner.tolist()])
+    output_gap = float((out - (A @ points[:, :, None])[..., 0] - c).abs().max())
+    jacobian_gap = float((torch.func.vmap(torch.func.jacrev(network))(points) - A).abs().max())
+    patterns = activation_pattern(network, points)
+    mismatched = sum(not torch.equal(patterns[i], regions[k].pattern)
+                     for i, k in enumerate(owner.tolist()))
+    area = sum(r.area for r in regions)
+    box_area = (box[1] - box[0]) * (box[3] - box[2])
+    if output_gap > atol or jacobian_gap > atol or mismatched:
+        raise AssertionError(f"the network departs from its regions' maps by {output_gap:.2e}, "
+                             f"from their Jacobians by {jacobian_gap:.2e}, and {mismatched} points "
+                             "have another activation pattern: the regions are not the network's")
+    if abs(area - box_area) > 1e-9 * box_area:
+        raise AssertionError(f"the polygons cover {area:.12f}, the box {box_area}: regions are "
+                             "missing or overlap")
+    return {"output_gap": output_gap, "jacobian_gap": jacobian_gap, "area": area}

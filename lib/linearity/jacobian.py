@@ -20,6 +20,7 @@ At a point inside a linear region the network is exactly ``H(x) = H(x0) + J0 (x 
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -131,6 +132,22 @@ def jacobian_row(model: torch.nn.Module, x: torch.Tensor, pixel: tuple[int, int]
     seed = torch.zeros_like(out)
     seed[0, 0, pixel[0], pixel[1]] = 1.0
     return pull(seed)[0][0, 0].detach()
+
+
+def compare_rows(rows: list[torch.Tensor]) -> tuple[list[float], float]:
+    """How much consecutive Jacobian rows (equivalent filters) of one pixel differ.
+
+    Returns the cosine similarity ``<r_k, r_{k+1}> / (|r_k| |r_{k+1}|)`` of each consecutive pair
+    (1 for the same filter up to scale) and the largest entry change ``max |r_{k+1} - r_k|``.
+
+    >>> compare_rows([torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0])])
+    ([0.7071067690849304], 1.0)
+    """
+    if len(rows) < 2:
+        raise ValueError(f"need two or more rows to compare, got {len(rows)}")
+    pairs = list(itertools.pairwise(rows))
+    cosines = [float((u * v).sum() / (u.norm() * v.norm())) for u, v in pairs]
+    return cosines, max(float((v - u).abs().max()) for u, v in pairs)
 
 
 @dataclass

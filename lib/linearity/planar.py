@@ -97,3 +97,20 @@ def planar_regions(network: nn.Sequential, box: tuple[float, float, float, float
                 cut.append((part, A * mask[:, None], c * mask, torch.cat([pat, signs])))
         pieces = cut
     return [PlanarRegion(poly, pat, A, c) for poly, A, c, pat in pieces]
+
+
+def region_index(regions: list[PlanarRegion], points: torch.Tensor) -> torch.Tensor:
+    """For points (N, 2), the index in ``regions`` of the polygon that contains each, -1 for none.
+
+    A point is inside a counter-clockwise convex polygon when it lies left of (or on) every edge:
+    ``cross(v_{i+1} - v_i, x - v_i) >= 0`` for all i. A point on a shared edge gets the later index.
+    """
+    points = points.to(torch.float64)
+    owner = torch.full((len(points),), -1, dtype=torch.long)
+    for k, region in enumerate(regions):
+        v = region.vertices
+        edge = v.roll(-1, 0) - v
+        rel = points[:, None, :] - v[None]
+        cross = edge[None, :, 0] * rel[..., 1] - edge[None, :, 1] * rel[..., 0]
+        owner[(cross >= -1e-12).all(dim=1)] = k
+    return owner

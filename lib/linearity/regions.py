@@ -60,6 +60,21 @@ class RegionWalk:
                            torch.tensor([self.t1], dtype=torch.float64)])
         return torch.stack([edges[:-1], edges[1:]], dim=1)
 
+    def widths(self) -> torch.Tensor:
+        """(n_regions,) float64 length of every region along t."""
+        return self.region_bounds().diff(dim=1).flatten()
+
+    def midpoints(self) -> torch.Tensor:
+        """(n_regions,) float64 midpoint of every region: an input strictly inside it."""
+        return self.region_bounds().mean(dim=1)
+
+    def region_at(self, t: float) -> int:
+        """The index of the region that contains ``t`` (a breakpoint starts the next region)."""
+        if not self.t0 <= t <= self.t1:
+            raise ValueError(f"t = {t} lies outside the walked interval [{self.t0}, {self.t1}]")
+        return min(int(torch.searchsorted(self.breakpoints, torch.tensor(float(t), dtype=torch.float64),
+                                          right=True)), self.n_regions - 1)
+
     def missed_by_sampling(self, step: float) -> int:
         """How many regions a sampling at ``t0, t0 + step, ...`` (up to t1) never lands in.
 
@@ -182,3 +197,14 @@ def sample_patterns(model: torch.nn.Module, x0: torch.Tensor, direction: torch.T
             changes.append(int((mask != reference).sum()))
     return SampledPath(ts, torch.tensor(cumulative), torch.tensor(changes),
                        torch.tensor(hashes, dtype=torch.int64))
+
+
+def sample_and_walk(model: torch.nn.Module, x0: torch.Tensor, direction: torch.Tensor, t0: float,
+                    t1: float, step: float, chunks: int = 2,
+                    batch: int = 128) -> tuple[SampledPath, RegionWalk]:
+    """One window of the path seen both ways: the patterns sampled every ``step`` on [t0, t1)
+    (:func:`sample_patterns`) and the exact walk of (t0, t1) (:func:`enumerate_regions`), to be
+    compared sample by sample (:func:`lib.linearity.checks.check_sampling_matches_walk`)."""
+    ts = torch.arange(t0, t1, step, dtype=torch.float64)
+    return (sample_patterns(model, x0, direction, ts, batch=batch, progress=False),
+            enumerate_regions(model, x0, direction, t0, t1, chunks=chunks, progress=False))
