@@ -25,6 +25,7 @@ from lib.ct.datasets import PatchDataset, phantom_pairs
 from lib.ct.units import MU_WATER
 from lib.device import pick_device
 from lib.invariance.cinn import ConditionalINN, negative_log_likelihood
+from lib.invariance.cvae import ConditionalVAE, free_bits_loss
 from lib.invariance.layers import layer_output
 from lib.invariance.synthetic import PairAverage
 from lib.models import load as load_shipped_denoiser
@@ -61,6 +62,25 @@ class InvarianceConfig:
                              f"set layer, got {self.layer}")
 
 
+@dataclass(frozen=True)
+class CVAEConfig(InvarianceConfig):
+    """A conditional VAE run (:mod:`lib.invariance.cvae`) instead of a cINN; ``n_blocks`` is
+    unused, ``hidden`` is the width of its encoder and decoder."""
+
+    steps: int = 2000
+    hidden: int = 256
+    latent_dim: int = 128
+    free_bits: float = 1.0       # nats per latent dimension
+
+
+ARCHITECTURES = {"invariance-cinn": InvarianceConfig, "invariance-cvae": CVAEConfig}
+
+
+def architecture(config: InvarianceConfig) -> str:
+    """The manifest's architecture name of a config's model."""
+    return "invariance-cvae" if isinstance(config, CVAEConfig) else "invariance-cinn"
+
+
 def denoiser(network: str, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The network a config explains: a shipped denoiser, or ``"pair-average"``."""
     model = PairAverage() if network == "pair-average" else load_shipped_denoiser(network)
@@ -84,6 +104,9 @@ class Objective:
         self.denoiser = denoiser(config.network, device)
         probe = torch.zeros(1, 1, config.patch_size, config.patch_size, device=device)
         shape = layer_output(self.denoiser, probe, config.layer).shape[1:]
+        if model is None and isinstance(config, CVAEConfig):
+            model = ConditionalVAE(config.patch_size, shape, config.embed_dim, config.latent_dim,
+                                   config.hidden)
         self.model = (model or ConditionalINN(config.patch_size, shape, config.embed_dim,
                                               config.n_blocks, config.hidden)).to(device)
 
@@ -93,6 +116,12 @@ class Objective:
 
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         features = self.features(x)
+        if isinstance(self.model, ConditionalVAE):
+            terms = self.model(x, features)
+            loss = free_bits_loss(terms, self.config.free_bits)
+            rmse = (terms.reconstruction - x).pow(2).mean().sqrt().item() / MU_WATER * 1000
+            return loss, {"loss": loss.item(), "kl": terms.kl_per_dimension.sum().item(),
+                          "reconstruction_rmse_hu": rmse}
         nll = negative_log_likelihood(*self.model(x, features))
         rmse = self.model.mean_error(x, features).sqrt().item() * 1000
         return nll, {"nll": nll.item(), "mean_rmse_hu": rmse}
@@ -149,7 +178,7 @@ def train(config: InvarianceConfig, checkpoint: str | Path | None = None, device
         objective.fit_mean(pool.to(dev))
     end = config.steps if stop_after is None else min(config.steps, stop_after)
     bar = tqdm(range(state["step"], end), initial=state["step"], total=config.steps,
-               desc=f"training cINN {config.network} layer {config.layer}",
+               desc=f"training {architecture(config)} {config.network} layer {config.layer}",
                disable=not progress)
     start = time.perf_counter()
     model.train()
@@ -183,11 +212,11 @@ def build(config: InvarianceConfig, device: str | torch.device = "cpu") -> torch
 
 
 def load(name: str, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """A shipped invariance cINN by manifest name, checksum verified."""
+    """A shipped invariance model (cINN or cVAE) by manifest name, checksum verified."""
     weights, entry = load_checkpoint_weights(name)
     if not str(entry.get("architecture", "")).startswith("invariance"):
         raise CheckpointError(f"{name!r} is a denoiser, not an invariance model: load it with "
                               f"lib.models.load({name!r}); invariance models are named inv-...")
-    model = build(InvarianceConfig(**entry["config"]), device)
+    model = build(ARCHITECTURES[entry["architecture"]](**entry["config"]), device)
     model.load_state_dict(weights)
     return model.eval()
