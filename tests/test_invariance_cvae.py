@@ -48,6 +48,9 @@ def test_the_cvae_uses_its_latent_and_samples_the_known_invariance(pair_average_
     assert usage.active_dims > 0 and usage.kl_nats > 1
     check_not_collapsed(usage, spread, min_spread_hu=1.0)
     assert variance_fraction(samples, pair_difference_basis(4, 4)) > 0.9
+    with torch.no_grad():  # temperature 0: every sample is the decoder mean at z = 0
+        frozen = pair_average_cvae.sample(8, layer_output(PairAverage(), x[:1], 1), temperature=0)
+    assert float(frozen.std(0).max()) == 0
 
 
 def test_the_collapse_check_fails_when_the_latent_is_cut(pair_average_cvae):
