@@ -1,4 +1,5 @@
-"""Training the conditional INNs that sample a layer's invariances.
+"""Training the conditional INNs (and the conditional VAEs, :class:`CVAEConfig`) that sample a
+layer's invariances.
 
 One resumable loop. A fresh run first fits the cINN's conditional mean ``m(Phi_l(x))``, a linear
 map of the (squeezed) features, by least squares on the whole training pool; then it minimises
@@ -96,7 +97,8 @@ def patch_pool(split: str, n_slices: int, n_patches: int, patch_size: int,
 
 
 class Objective:
-    """The cINN of a config and its loss on a batch of low-dose patches."""
+    """The model of a config (a cINN, or a cVAE for a :class:`CVAEConfig`) and its loss on a
+    batch of low-dose patches."""
 
     def __init__(self, config: InvarianceConfig, device: torch.device,
                  model: torch.nn.Module | None = None):
