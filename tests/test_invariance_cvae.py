@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from lib.invariance import PairAverage, pair_difference_basis, train, variance_fraction
+from lib.invariance import PairAverage, pair_difference_basis, train_sampler, variance_fraction
 from lib.invariance.cvae import (ConditionalVAE, ELBOTerms, check_not_collapsed, free_bits_loss,
                                  latent_usage)
 from lib.invariance.layers import layer_output
@@ -26,7 +26,7 @@ def tiny_config():
 
 @pytest.fixture(scope="module")
 def pair_average_cvae():
-    return train(tiny_config(), None, device="cpu", progress=False).model
+    return train_sampler(tiny_config(), None, device="cpu", progress=False).model
 
 
 def patches(n=64, seed=1):

@@ -18,8 +18,8 @@ has an exact local answer: the near null space of the Jacobian of ``Phi_l``.
 - :func:`null_space`, :func:`feature_jacobian` - exact local invariances -
   :mod:`lib.invariance.nullspace`
 - :class:`PairAverage` - a network with a known invariance - :mod:`lib.invariance.synthetic`
-- :class:`InvarianceConfig`, :class:`CVAEConfig`, :func:`train`, :func:`load` - resumable
-  training and the shipped models - :mod:`lib.invariance.training`; ``python -m lib.invariance NAME --ship`` -
+- :class:`InvarianceConfig`, :class:`CVAEConfig`, :func:`train_sampler`, :func:`load_sampler` - resumable training
+  and the shipped samplers - :mod:`lib.invariance.training`; ``python -m lib.invariance NAME --ship`` -
   :mod:`lib.invariance.ship`
 """
 
@@ -30,7 +30,7 @@ from lib.invariance.layers import count_layers, layer_output
 from lib.invariance.measures import edge_and_homogeneous, measure_patch, region_means
 from lib.invariance.nullspace import NullSpace, feature_jacobian, null_space
 from lib.invariance.synthetic import PairAverage, pair_difference_basis, variance_fraction
-from lib.invariance.training import CVAEConfig, InvarianceConfig, load, train
+from lib.invariance.training import CVAEConfig, InvarianceConfig, load_sampler, train_sampler
 
 __all__ = [
            "CVAEConfig",
@@ -46,13 +46,13 @@ __all__ = [
            "feature_jacobian",
            "latent_usage",
            "layer_output",
-           "load",
+           "load_sampler",
            "measure_patch",
            "negative_log_likelihood",
            "null_space",
            "pair_difference_basis",
            "region_means",
-           "train",
+           "train_sampler",
            "valid_cuts",
            "variance_fraction",
 ]

@@ -6,7 +6,7 @@
 - :func:`jacobian`, :func:`sparse_jacobian` - exact Jacobians by receptive-field probing
 - :func:`jacobian_row` - one output pixel's equivalent filter (one VJP)
 - :func:`linearize` - ``H(x0) + J0 (x - x0)`` by one JVP
-- :func:`linearisation_errors`, :func:`greedy_cover` - approximately linear regions over a plane
+- :func:`linearization_errors`, :func:`greedy_cover` - approximately linear regions over a plane
   of inputs, and operating points that cover it
 - :func:`local_svd`, :func:`randomized_svd` - the SVD of a local Jacobian, dense or matrix-free
 - :func:`power_iteration` - its top singular pair, by JVP / VJP
@@ -16,7 +16,7 @@ Networks with other nonlinearities are refused (:class:`UnsupportedNonlinearity`
 """
 
 from lib.linearity.approximate import (Cover, ErrorTable, cover_lower_bound, greedy_cover,
-                                       linearisation_errors, percent_error)
+                                       linearization_errors, percent_error)
 from lib.linearity.jacobian import Linearization, jacobian, jacobian_row, linearize, sparse_jacobian
 from lib.linearity.regions import (RegionWalk, SampledPath, enumerate_regions, pattern_hash,
                                    sample_patterns)
@@ -26,5 +26,5 @@ from lib.linearity.tracing import UnsupportedNonlinearity, activation_pattern
 __all__ = ["activation_pattern", "enumerate_regions", "sample_patterns", "RegionWalk",
            "SampledPath", "pattern_hash", "jacobian", "sparse_jacobian", "jacobian_row",
            "linearize", "Linearization", "UnsupportedNonlinearity", "percent_error",
-           "linearisation_errors", "ErrorTable", "greedy_cover", "Cover", "cover_lower_bound",
+           "linearization_errors", "ErrorTable", "greedy_cover", "Cover", "cover_lower_bound",
            "local_svd", "randomized_svd", "power_iteration", "LocalSVD"]
