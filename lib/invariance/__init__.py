@@ -7,6 +7,10 @@ apart from ``x``: its invariances. Because the networks are piecewise linear, th
 has an exact local answer: the near null space of the Jacobian of ``Phi_l``.
 
 - :class:`ConditionalINN`, :func:`negative_log_likelihood` - :mod:`lib.invariance.cinn`
+- :class:`ConditionalVAE`, :func:`check_not_collapsed` - the talk's conditional VAE, with free
+  bits - :mod:`lib.invariance.cvae`
+- :func:`measure_patch`, :func:`edge_and_homogeneous` - spreads, the sampler's error, masks -
+  :mod:`lib.invariance.measures`
 - :func:`layer_output`, :func:`count_layers` - a denoiser's layer-l features -
   :mod:`lib.invariance.layers`
 - :func:`valid_cuts`, :func:`cut_error` - where ``f = Psi_l o Phi_l`` holds -
@@ -14,31 +18,40 @@ has an exact local answer: the near null space of the Jacobian of ``Phi_l``.
 - :func:`null_space`, :func:`feature_jacobian` - exact local invariances -
   :mod:`lib.invariance.nullspace`
 - :class:`PairAverage` - a network with a known invariance - :mod:`lib.invariance.synthetic`
-- :class:`InvarianceConfig`, :func:`train_sampler`, :func:`load_sampler` - resumable training
+- :class:`InvarianceConfig`, :class:`CVAEConfig`, :func:`train_sampler`, :func:`load_sampler` - resumable training
   and the shipped samplers - :mod:`lib.invariance.training`; ``python -m lib.invariance NAME --ship`` -
   :mod:`lib.invariance.ship`
 """
 
 from lib.invariance.cinn import ConditionalINN, negative_log_likelihood
 from lib.invariance.cuts import cut_error, valid_cuts
+from lib.invariance.cvae import ConditionalVAE, check_not_collapsed, latent_usage
 from lib.invariance.layers import count_layers, layer_output
+from lib.invariance.measures import edge_and_homogeneous, measure_patch, region_means
 from lib.invariance.nullspace import NullSpace, feature_jacobian, null_space
 from lib.invariance.synthetic import PairAverage, pair_difference_basis, variance_fraction
-from lib.invariance.training import InvarianceConfig, load_sampler, train_sampler
+from lib.invariance.training import CVAEConfig, InvarianceConfig, load_sampler, train_sampler
 
 __all__ = [
+           "CVAEConfig",
            "ConditionalINN",
+           "ConditionalVAE",
            "InvarianceConfig",
            "NullSpace",
            "PairAverage",
+           "check_not_collapsed",
            "count_layers",
            "cut_error",
+           "edge_and_homogeneous",
            "feature_jacobian",
+           "latent_usage",
            "layer_output",
            "load_sampler",
+           "measure_patch",
            "negative_log_likelihood",
            "null_space",
            "pair_difference_basis",
+           "region_means",
            "train_sampler",
            "valid_cuts",
            "variance_fraction",

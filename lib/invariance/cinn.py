@@ -93,10 +93,11 @@ class ConditionalINN(nn.Module):
         residual, _ = self.flow(v, c=[h], rev=True)
         return (residual + mean).view(-1, 1, self.patch_size, self.patch_size) * MU_WATER
 
-    def sample(self, n: int, features: torch.Tensor, generator=None) -> torch.Tensor:
-        """``n`` patches ``t^{-1}(v; z)``, ``v ~ N(0, I)``, for the features (batch 1) of one
-        input: its invariance samples (n, 1, P, P) in mm^-1."""
-        v = torch.randn(n, self.dim, generator=generator).to(features.device)
+    def sample(self, n: int, features: torch.Tensor, generator=None,
+               temperature: float = 1.0) -> torch.Tensor:
+        """``n`` patches ``t^{-1}(v; z)``, ``v ~ N(0, T^2 I)``, for the features (batch 1) of one
+        input: its invariance samples (n, 1, P, P) in mm^-1 (``T < 1`` draws nearer the mode)."""
+        v = temperature * torch.randn(n, self.dim, generator=generator).to(features.device)
         return self.reverse(v, features.expand(n, *features.shape[1:]))
 
 

@@ -16,7 +16,8 @@ import sys
 import time
 
 from lib.checkpoints import publish
-from lib.invariance.training import InvarianceConfig, Objective, patch_pool, train_sampler
+from lib.invariance.training import (CVAEConfig, InvarianceConfig, Objective, architecture,
+                                     patch_pool, train_sampler)
 from lib.paths import ROOT
 
 #: Layers analysed per denoiser: Chen and WGAN-VGG as in Eulig et al.; CPCE-2D only where a cut
@@ -30,6 +31,10 @@ RECIPES: dict[str, InvarianceConfig] = {
     f"inv-{net}-l{layer}": InvarianceConfig(network=net, layer=layer)
     for net, layers in LAYERS.items() for layer in layers
 }
+#: The conditional VAEs beside them: the ground truth, Chen's layer 5 (a non-empty near null
+#: space) and its layer 1 (the negative control).
+RECIPES.update({f"inv-cvae-{net}-l{layer}": CVAEConfig(network=net, layer=layer)
+                for net, layer in (("pair-average", 1), ("chen", 5), ("chen", 1))})
 
 
 def ship(name: str, config: InvarianceConfig, device: str = "auto", command: str = "",
@@ -40,7 +45,7 @@ def ship(name: str, config: InvarianceConfig, device: str = "auto", command: str
     trained_on = str(next(result.model.parameters()).device)
     test = patch_pool("test", 4, config.n_val_patches, config.patch_size, config.seed)
     metrics = Objective(config, trained_on, result.model).evaluate(test.to(trained_on))
-    entry = {"architecture": "invariance-cinn", "command": command,
+    entry = {"architecture": architecture(config), "command": command,
              "config": dataclasses.asdict(config),
              "data": "low-dose patches of phantom_pairs('train', n_train); test: 4 test phantoms",
              "steps": result.steps_done, "wall_time_s": round(result.seconds, 1),

@@ -1,4 +1,5 @@
-"""Training the conditional INNs that sample a layer's invariances.
+"""Training the conditional INNs (and the conditional VAEs, :class:`CVAEConfig`) that sample a
+layer's invariances.
 
 :func:`train_sampler` runs :class:`SamplerTask` in the shared resumable loop
 (:mod:`lib.train.resumable`: checkpoints, resumption, history, progress). A fresh run first fits
@@ -26,6 +27,7 @@ from lib.ct.datasets import PatchDataset, phantom_pairs
 from lib.ct.units import MU_WATER
 from lib.device import pick_device
 from lib.invariance.cinn import ConditionalINN, negative_log_likelihood
+from lib.invariance.cvae import ConditionalVAE, free_bits_loss
 from lib.invariance.layers import layer_output
 from lib.invariance.synthetic import PairAverage
 from lib.models import load as load_shipped_denoiser
@@ -60,6 +62,25 @@ class InvarianceConfig:
                              f"set layer, got {self.layer}")
 
 
+@dataclass(frozen=True)
+class CVAEConfig(InvarianceConfig):
+    """A conditional VAE run (:mod:`lib.invariance.cvae`) instead of a cINN; ``n_blocks`` is
+    unused, ``hidden`` is the width of its encoder and decoder."""
+
+    steps: int = 2000
+    hidden: int = 256
+    latent_dim: int = 128
+    free_bits: float = 1.0       # nats per latent dimension
+
+
+ARCHITECTURES = {"invariance-cinn": InvarianceConfig, "invariance-cvae": CVAEConfig}
+
+
+def architecture(config: InvarianceConfig) -> str:
+    """The manifest's architecture name of a config's model."""
+    return "invariance-cvae" if isinstance(config, CVAEConfig) else "invariance-cinn"
+
+
 def denoiser(network: str, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The network a config explains: a shipped denoiser, or ``"pair-average"``."""
     model = PairAverage() if network == "pair-average" else load_shipped_denoiser(network)
@@ -75,7 +96,8 @@ def patch_pool(split: str, n_slices: int, n_patches: int, patch_size: int,
 
 
 class Objective:
-    """The cINN of a config and its loss on a batch of low-dose patches."""
+    """The model of a config (a cINN, or a cVAE for a :class:`CVAEConfig`) and its loss on a
+    batch of low-dose patches."""
 
     def __init__(self, config: InvarianceConfig, device: torch.device,
                  model: torch.nn.Module | None = None):
@@ -83,6 +105,9 @@ class Objective:
         self.denoiser = denoiser(config.network, device)
         probe = torch.zeros(1, 1, config.patch_size, config.patch_size, device=device)
         shape = layer_output(self.denoiser, probe, config.layer).shape[1:]
+        if model is None and isinstance(config, CVAEConfig):
+            model = ConditionalVAE(config.patch_size, shape, config.embed_dim, config.latent_dim,
+                                   config.hidden)
         self.model = (model or ConditionalINN(config.patch_size, shape, config.embed_dim,
                                               config.n_blocks, config.hidden)).to(device)
 
@@ -92,6 +117,12 @@ class Objective:
 
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         features = self.features(x)
+        if isinstance(self.model, ConditionalVAE):
+            terms = self.model(x, features)
+            loss = free_bits_loss(terms, self.config.free_bits)
+            rmse = (terms.reconstruction - x).pow(2).mean().sqrt().item() / MU_WATER * 1000
+            return loss, {"loss": loss.item(), "kl": terms.kl_per_dimension.sum().item(),
+                          "reconstruction_rmse_hu": rmse}
         nll = negative_log_likelihood(*self.model(x, features))
         rmse = self.model.mean_error(x, features).sqrt().item() * 1000
         return nll, {"nll": nll.item(), "mean_rmse_hu": rmse}
@@ -135,7 +166,7 @@ class SamplerTask(Task):
 
     def __init__(self, config: InvarianceConfig, device: torch.device):
         self.config, self.device = config, device
-        self.description = f"training cINN {config.network} layer {config.layer}"
+        self.description = f"training {architecture(config)} {config.network} layer {config.layer}"
         self.objective = Objective(config, device)
         self.model = self.objective.model
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
@@ -164,13 +195,13 @@ class SamplerTask(Task):
 
 
 def build_sampler(config: InvarianceConfig, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """An untrained cINN of ``config`` (the shipped denoiser it explains is needed)."""
+    """An untrained cINN (cVAE) of ``config`` (the shipped denoiser it explains is needed)."""
     return Objective(config, pick_device(device)).model
 
 
 def load_sampler(name: str, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """A shipped invariance sampler (cINN) by manifest name, checksum verified."""
+    """A shipped invariance sampler (cINN or cVAE) by manifest name, checksum verified."""
     weights, entry = read_weights(name, LOADERS["invariance"])
-    model = build_sampler(InvarianceConfig(**entry["config"]), device)
+    model = build_sampler(ARCHITECTURES[entry["architecture"]](**entry["config"]), device)
     model.load_state_dict(weights)
     return model.eval()
