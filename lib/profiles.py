@@ -69,8 +69,8 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         "transfer_train_slabs": {"quick": 2, "default": 6, "paper": 24},
         # Held-out test phantoms for the results table.
         "n_test": {"quick": 2, "default": 8, "paper": 32},
-        # Noise realisations of a water cylinder for the noise power spectra.
-        "nps_realizations": {"quick": 4, "default": 16, "paper": 64},
+        # Noise realizations (of a water cylinder and of a test slab) for the noise power spectra.
+        "nps_realizations": {"quick": 3, "default": 12, "paper": 64},
     },
     "counting_linear_regions": {
         # The network of the main figures, and the ROI around the lesion (pixels).

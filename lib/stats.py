@@ -50,17 +50,39 @@ def bootstrap(values, over=None, n_boot: int = 2000, seed: int = 0,
         raise ValueError(f"over must pair with values: shapes {b.shape} and {a.shape} differ")
     if not np.isfinite(a).all() or (b is not None and not np.isfinite(b).all()):
         raise ValueError("values and over must be finite")
+    if b is None:
+        def statistic(idx):
+            return a[idx].mean(-1)
+    else:
+        if b.mean() == 0:
+            raise ValueError("the mean of over is zero: the ratio is undefined")
+
+        def statistic(idx):
+            return a[idx].mean(-1) / b[idx].mean(-1)
+    return bootstrap_statistic(statistic, len(a), n_boot, seed, level, vectorised=True)
+
+
+def bootstrap_statistic(statistic, n_items: int, n_boot: int = 2000, seed: int = 0,
+                        level: float = 0.95, vectorised: bool = False) -> Interval:
+    """Any ``statistic`` of n items with a percentile bootstrap interval.
+
+    ``statistic(indices)`` computes the statistic on the items at ``indices``: a 1-D integer array
+    of length ``n_items`` (a resample; the estimate uses ``arange(n_items)``). With ``vectorised``
+    it takes all resamples at once, a (n_boot, n_items) array, and returns n_boot values.
+
+    >>> values = np.array([1.0, 2.0, 3.0, 4.0])
+    >>> bootstrap_statistic(lambda i: np.median(values[i]), 4).estimate
+    2.5
+    """
+    if n_items < 2:
+        raise ValueError(f"need at least 2 items to resample, got {n_items}")
     if n_boot < 100:
         raise ValueError(f"n_boot must be at least 100 for a percentile interval, got {n_boot}")
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level}")
-    idx = np.random.default_rng(seed).integers(len(a), size=(n_boot, len(a)))
-    if b is None:
-        estimate, stats = a.mean(), a[idx].mean(1)
-    else:
-        if b.mean() == 0:
-            raise ValueError("the mean of over is zero: the ratio is undefined")
-        estimate, stats = a.mean() / b.mean(), a[idx].mean(1) / b[idx].mean(1)
+    idx = np.random.default_rng(seed).integers(n_items, size=(n_boot, n_items))
+    estimate = float(statistic(np.arange(n_items)))
+    stats = np.asarray(statistic(idx) if vectorised else [statistic(row) for row in idx], float)
     tail = 50 * (1 - level)
     low, high = np.percentile(stats, [tail, 100 - tail])
-    return Interval(float(estimate), float(low), float(high))
+    return Interval(estimate, float(low), float(high))
