@@ -46,3 +46,13 @@ def receptive_field(model: nn.Module, size: int = 48, depth: int | None = None) 
         size *= 2
         if size > 4096:
             raise RuntimeError("the receptive field is larger than 4096 pixels: is the network global?")
+
+
+def receptive_field_margin(model: nn.Module, depth: int | None = None) -> int:
+    """Pixels at each image edge where the network's zero padding reaches the output.
+
+    Half the larger in-plane side of the :func:`receptive_field`, ``max(h, w) // 2``: an output
+    pixel at least this far from the border sees no padding. ``depth`` as for
+    :func:`receptive_field` (the slab depth of a 3-D network; the margin is in-plane).
+    """
+    return max(receptive_field(model, depth=depth)[-2:]) // 2
