@@ -14,7 +14,8 @@ from torch import nn
 from lib.ct.scenes import LesionScene, noise_slabs, uniform_lesion_scene
 from lib.ct.units import HU_PER_MU, norm_to_rms_hu, rms_hu_to_norm
 from lib.instability import against_random
-from lib.linearity import ErrorTable, greedy_cover, linearisation_errors, percent_error_map
+from lib.linearity import (ErrorTable, greedy_cover, linearisation_errors, percent_error_map,
+                           regions_against_threshold)
 from lib.linearity.checks import check_error_table
 from lib.linearity.noise_transfer import noise_transfer
 from lib.linearity.svd import LocalSVD
@@ -48,11 +49,18 @@ def test_the_cover_says_which_operating_point_serves_a_point():
     assert cover.operating_points == [table.point(k) for k in cover.points]
 
 
+def test_regions_against_threshold_counts_and_bounds():
+    # at 5 % candidate 5 serves 4 of the 6 grid points, candidate 0 the other two; at 60 % any
+    # single candidate serves all
+    assert regions_against_threshold(small_table(), [5.0, 60.0]) == ([2, 1], [2, 1])
+    assert regions_against_threshold(small_table(), [5.0], start=1) == ([3], [2])
+
+
 def test_the_percent_error_map_is_per_pixel():
     out = torch.tensor([[0.04, 0.0], [-0.04, 0.02]], dtype=F64)
     approx = out + torch.tensor([[0.001, 0.0001], [0.002, 0.0]], dtype=F64)
-    expected = [[2.5, 100 * 0.0001 / 0.0193], [5.0, 0.0]]  # the floor: mu_water for dark pixels
-    assert percent_error_map(out, approx).flatten().tolist() == pytest.approx(sum(expected, []))
+    expected = [2.5, 100 * 0.0001 / 0.0193, 5.0, 0.0]  # the floor: mu_water for dark pixels
+    assert percent_error_map(out, approx).flatten().tolist() == pytest.approx(expected)
     with pytest.raises(ValueError, match="differ in shape"):
         percent_error_map(out, approx[:1])
 

@@ -66,7 +66,8 @@ class LesionScene:
         rows, cols = (torch.arange(n, dtype=torch.float64) for n in self.base.shape[-2:])
         return torch.hypot(rows[:, None] - self.centre[0], cols[None, :] - self.centre[1])
 
-    def masks(self, margin: int, edge_px: float = 1.0, clear_px: float = 4.0) -> dict:
+    def masks(self, margin: int, edge_px: float = 1.0,
+              clear_px: float = 4.0) -> dict[str, torch.Tensor]:
         """Three sets of pixels (H, W) by their distance ``d`` from the lesion centre.
 
         With lesion radius ``R``: the ``"lesion interior"`` ``d <= R - edge_px``; the

@@ -18,7 +18,7 @@ Networks with other nonlinearities are refused (:class:`UnsupportedNonlinearity`
 
 from lib.linearity.approximate import (Cover, ErrorTable, Serving, cover_lower_bound,
                                        greedy_cover, linearisation_errors, percent_error,
-                                       percent_error_map)
+                                       percent_error_map, regions_against_threshold)
 from lib.linearity.jacobian import Linearization, jacobian, jacobian_row, linearize, sparse_jacobian
 from lib.linearity.regions import (RegionWalk, SampledPath, enumerate_regions, pattern_hash,
                                    sample_patterns)
@@ -29,5 +29,5 @@ __all__ = ["activation_pattern", "enumerate_regions", "sample_patterns", "Region
            "SampledPath", "pattern_hash", "jacobian", "sparse_jacobian", "jacobian_row",
            "linearize", "Linearization", "UnsupportedNonlinearity", "percent_error",
            "percent_error_map", "linearisation_errors", "ErrorTable", "greedy_cover", "Cover",
-           "Serving", "cover_lower_bound",
+           "Serving", "cover_lower_bound", "regions_against_threshold",
            "local_svd", "randomized_svd", "power_iteration", "LocalSVD"]

@@ -221,3 +221,11 @@ def cover_lower_bound(table: ErrorTable, threshold: float) -> int:
     within = (table.errors <= threshold).flatten(1).sum(dim=1)
     n = within.shape[0]
     return -(-n // int(within.max()))
+
+
+def regions_against_threshold(table: ErrorTable, thresholds, start: int | None = None
+                              ) -> tuple[list[int], list[int]]:
+    """At each threshold, the size of the greedy cover from ``start`` (:func:`greedy_cover`) and
+    the lower bound on any cover (:func:`cover_lower_bound`): ``(counts, bounds)``."""
+    counts = [len(greedy_cover(table, th, start=start).points) for th in thresholds]
+    return counts, [cover_lower_bound(table, th) for th in thresholds]
