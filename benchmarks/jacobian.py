@@ -7,7 +7,7 @@ set size) and agreement. The largest ROI each handles in 24 GiB follows from wha
 both hold the dense n^2 x n^2 matrix (n = ROI side); the probed method can instead return it
 sparse (n^2 x RF^2 entries with two int64 indices each), which reaches whole slices.
 
-    .venv/bin/python benchmarks/jacobian.py [--model chen] [--roi 64] [--dtype float32]
+    .venv/bin/python benchmarks/jacobian.py [--model chen] [--roi-size 64] [--dtype float32]
 
 Both methods run in the same precision: float32 (the models' own) by default, float64 on request.
 """
@@ -28,13 +28,13 @@ from results import write_result  # benchmarks/results.py
 LIMIT_BYTES = 24 * 1024 ** 3
 
 
-def run(method: str, model_name: str, roi: int, dtype: str, out: Path, queue) -> None:
+def run(method: str, model_name: str, roi_size: int, dtype: str, out: Path, queue) -> None:
     from lib import models
     from lib.ct.scenes import lung_lesion_scene
     from lib.linearity import jacobian
 
     net = models.load(model_name).to(getattr(torch, dtype))
-    x = lung_lesion_scene(roi).at(0.007).to(getattr(torch, dtype))
+    x = lung_lesion_scene(roi_size).at(0.007).to(getattr(torch, dtype))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     start = time.perf_counter()
     if method == "probed":
@@ -50,9 +50,9 @@ def run(method: str, model_name: str, roi: int, dtype: str, out: Path, queue) ->
     queue.put({"seconds": seconds, "peak_bytes": peak, "added_bytes": peak - before})
 
 
-def measure(method, model, roi, dtype, out):
+def measure(method, model, roi_size, dtype, out):
     queue = mp.get_context("spawn").Queue()
-    proc = mp.get_context("spawn").Process(target=run, args=(method, model, roi, dtype, out,
+    proc = mp.get_context("spawn").Process(target=run, args=(method, model, roi_size, dtype, out,
                                                              queue))
     proc.start()
     result = queue.get()
@@ -64,13 +64,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="chen")
-    parser.add_argument("--roi", type=int, default=64)
+    parser.add_argument("--roi-size", type=int, default=64)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     args = parser.parse_args()
     # a private folder (mode 700, unpredictable name): nobody else can plant or swap the files
     work = tempfile.TemporaryDirectory(prefix="jacobian-benchmark-")
     files = {m: Path(work.name) / f"{m}.pt" for m in ("probed", "autograd_loop")}
-    results = {m: measure(m, args.model, args.roi, args.dtype, files[m]) for m in files}
+    results = {m: measure(m, args.model, args.roi_size, args.dtype, files[m]) for m in files}
     itemsize = torch.tensor([], dtype=getattr(torch, args.dtype)).element_size()
     from lib import models
     from lib.models.receptive_field import receptive_field
@@ -87,7 +87,7 @@ def main() -> None:
     results["max_abs_entry"] = float(b.abs().max())
     results["dtype"] = args.dtype
     results["speedup"] = results["autograd_loop"]["seconds"] / results["probed"]["seconds"]
-    print(f"{args.model}, {args.roi}x{args.roi} ROI, {args.dtype}: dense Jacobian "
+    print(f"{args.model}, {args.roi_size}x{args.roi_size} ROI, {args.dtype}: dense Jacobian "
           f"{a.shape[0]}x{a.shape[1]}")
     for m in ("probed", "autograd_loop"):
         r = results[m]

@@ -5,7 +5,7 @@ over the same interval: the exact walk (one float64 network evaluation per regio
 activation pattern every 2e-7 mm^-1 (the seed paper's increment). Reports time, network evaluations
 and regions found, and the ratios.
 
-    .venv/bin/python benchmarks/linear_regions.py [--model chen] [--roi 64] [--span 0.0005]
+    .venv/bin/python benchmarks/linear_regions.py [--model chen] [--roi-size 64] [--span 0.0005]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="chen")
-    parser.add_argument("--roi", type=int, default=64)
+    parser.add_argument("--roi-size", type=int, default=64)
     parser.add_argument("--start", type=float, default=0.007, help="lesion contrast (mm^-1)")
     parser.add_argument("--span", type=float, default=0.0005, help="contrast interval walked")
     parser.add_argument("--chunks", type=int, default=16)
@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
 
     net = models.load(args.model).double()
-    scene = lung_lesion_scene(args.roi)
+    scene = lung_lesion_scene(args.roi_size)
     x0, d = scene.at(args.start).double(), scene.profile.double()
 
     t = time.perf_counter()
@@ -49,7 +49,7 @@ def main() -> None:
     exact_evals = walk.forward_passes * args.chunks  # each pass evaluates one point per chunk
 
     result = {
-        "model": args.model, "roi": args.roi, "contrast": [args.start, args.start + args.span],
+        "model": args.model, "roi_size": args.roi_size, "contrast": [args.start, args.start + args.span],
         "exact": {"seconds": exact_s, "evaluations": exact_evals, "batched_passes": walk.forward_passes,
                   "regions": walk.n_regions},
         "sampled_2e-7": {"seconds": sampled_s, "evaluations": len(ts), "regions": sampled_regions,
@@ -58,7 +58,7 @@ def main() -> None:
         "speedup": sampled_s / exact_s,
         "evaluation_ratio": len(ts) / exact_evals,
     }
-    print(f"{args.model}, ROI {args.roi}, contrast {args.start} to {args.start + args.span}")
+    print(f"{args.model}, ROI {args.roi_size}, contrast {args.start} to {args.start + args.span}")
     print(f"{'':>22} {'seconds':>9} {'evaluations':>12} {'regions':>8}")
     print(f"{'exact walk':>22} {exact_s:9.1f} {exact_evals:12,} {walk.n_regions:8,}")
     print(f"{'sampling at 2e-7':>22} {sampled_s:9.1f} {len(ts):12,} {sampled_regions:8,}")

@@ -2,7 +2,8 @@
 
 Sub-packages and modules (one concept each):
 
-- :mod:`lib.ct` - simulated low-dose CT (phantoms, lesions, the scanner) and real DICOM input.
+- :mod:`lib.ct` - the seed paper's protocol, simulated low-dose CT (phantoms, lesions, the
+  scanner) and real DICOM input.
 - :mod:`lib.models` - the five denoisers, their receptive fields, and the shipped checkpoints.
 - :mod:`lib.linearity` - activation patterns, exact and approximate linear regions, probed
   Jacobians, their SVD.
@@ -13,7 +14,9 @@ Sub-packages and modules (one concept each):
 - :mod:`lib.notebooks` - finding the chapter notebooks and keeping them free of stored outputs.
 - :mod:`lib.paths` - where the book's files, shipped data and caches live.
 - :mod:`lib.device` - ``"auto"`` / ``"cpu"`` / ``"cuda"`` to a torch device.
-- :mod:`lib.plotting` - mu images with a stated window and colour bar; animations for static pages.
+- :mod:`lib.plotting` - the book's figure style, mu images with a stated window and colour bar,
+  signed maps, zoom boxes; animations for static pages.
+- :mod:`lib.stats` - bootstrap intervals for the book's summary numbers.
 - :mod:`lib.storage` - atomic writes (no partial files).
 """
 

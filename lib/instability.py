@@ -183,7 +183,7 @@ class AgainstRandom:
 
     @property
     def textured_gain_std(self) -> float:
-        """Spread of the textured gains over the realisations (0 for a single one)."""
+        """Spread of the textured gains over the realizations (0 for a single one)."""
         return float(self.textured.std()) / self.norm if len(self.textured) > 1 else 0.0
 
     @property
@@ -208,7 +208,7 @@ def against_random(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, n
 
     The worst case is :func:`worst_case` with ``direction`` (e.g. ``v_1``) when given, else the
     ascent :func:`worst_case_perturbation`; the controls are ``n_white`` white Gaussian directions
-    and the realisations ``textured`` (k, ...) of noise with a texture (scanner noise).
+    and the realizations ``textured`` (k, ...) of noise with a texture (scanner noise).
     """
     if direction is None:
         worst = worst_case_perturbation(f, x, max_norm=norm, steps=steps, seed=seed)

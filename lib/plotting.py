@@ -74,15 +74,15 @@ def show_signed(ax, image, limit: float | None = None, title: str = "", colorbar
     return im
 
 
-def zoom_window(centre_px: Sequence[int], half_px: int, shape: Sequence[int]) -> tuple[slice, slice]:
-    """Rows and columns of a square of side ``2 half_px`` around ``centre_px``, moved inside ``shape``.
+def zoom_window(center_px: Sequence[int], half_px: int, shape: Sequence[int]) -> tuple[slice, slice]:
+    """Rows and columns of a square of side ``2 half_px`` around ``center_px``, moved inside ``shape``.
 
     >>> zoom_window((2, 60), 8, (64, 64))
     (slice(0, 16, None), slice(48, 64, None))
     """
     if 2 * half_px > min(shape[-2:]):
         raise ValueError(f"a zoom of {2 * half_px} px does not fit an image of {tuple(shape)}")
-    starts = (min(max(int(c) - half_px, 0), n - 2 * half_px) for c, n in zip(centre_px, shape[-2:]))
+    starts = (min(max(int(c) - half_px, 0), n - 2 * half_px) for c, n in zip(center_px, shape[-2:]))
     return tuple(slice(s, s + 2 * half_px) for s in starts)
 
 

@@ -58,7 +58,7 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
             "paper": [3.125e3, 6.25e3, 1.25e4, 2.5e4, 5e4, 1e5, 2e5, 4e5],
         },
         # Noise realisations per dose level in the noise-law measurement.
-        "noise_realisations": {"quick": 2, "default": 4, "paper": 16},
+        "noise_realizations": {"quick": 2, "default": 4, "paper": 16},
     },
     "training_denoisers": {
         # A Chen CNN trained live in the chapter (steps, training phantoms).
@@ -70,7 +70,7 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         # Held-out test phantoms for the results table.
         "n_test": {"quick": 2, "default": 8, "paper": 32},
         # Noise realisations of a water cylinder for the noise power spectra.
-        "nps_realisations": {"quick": 4, "default": 16, "paper": 64},
+        "nps_realizations": {"quick": 4, "default": 16, "paper": 64},
     },
     "counting_linear_regions": {
         # The network of the main figures, and the ROI around the lesion (pixels).
@@ -84,7 +84,7 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         # Width of the two zoom windows, sampled at the paper's increment 2e-7.
         "zoom_width": {"quick": 1e-5, "default": 2e-5, "paper": 2e-5},
         # The five-network table: ROI (pixels) and contrast range end.
-        "table_roi": {"quick": 24, "default": 32, "paper": 64},
+        "table_roi_size": {"quick": 24, "default": 32, "paper": 64},
         "table_contrast_end": {"quick": 0.0071, "default": 0.008, "paper": 0.04},
         # Sub-intervals walked together as one batch.
         "chunks": {"quick": 4, "default": 8, "paper": 16},
@@ -106,7 +106,7 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         # Thresholds of the regions-against-threshold curve, and the grid and ROI of that curve.
         "curve_thresholds": {"quick": [5.0, 20.0], "default": [2.0, 3.0, 5.0, 10.0, 20.0, 40.0],
                              "paper": [1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 40.0]},
-        "curve_roi": {"quick": 48, "default": 64, "paper": 64},
+        "curve_roi_size": {"quick": 48, "default": 64, "paper": 64},
         "curve_n_contrasts": {"quick": 4, "default": 14, "paper": 27},
         "curve_n_backgrounds": {"quick": 3, "default": 11, "paper": 21},
     },
@@ -120,7 +120,7 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         "threshold": {"quick": 10.0, "default": 10.0, "paper": 10.0},
         # Lesion contrast of the noisy inputs (mm^-1), and scanner noise realisations.
         "lesion_contrast": {"quick": 0.02, "default": 0.02, "paper": 0.02},
-        "n_realisations": {"quick": 8, "default": 100, "paper": 100},
+        "n_realizations": {"quick": 8, "default": 100, "paper": 100},
         # Equation 7's singular-value threshold (the paper's 0.10).
         "singular_threshold": {"quick": 0.10, "default": 0.10, "paper": 0.10},
         # Leading singular values computed matrix-free as a check against the dense SVD.

@@ -5,9 +5,9 @@ import sys
 
 import torch
 
-from lib.train import train
+from lib.train import train_denoiser
 from test_train import tiny_config
 
-result = train(tiny_config(), device="cpu", progress=False)
+result = train_denoiser(tiny_config(), device="cpu", progress=False)
 if int(os.environ.get("RANK", "0")) == 0:
     torch.save(result.model.state_dict(), sys.argv[1])

@@ -14,7 +14,7 @@ from torch import nn
 from lib.ct.scenes import LesionScene, noise_slabs, uniform_lesion_scene
 from lib.ct.units import HU_PER_MU, norm_to_rms_hu, rms_hu_to_norm
 from lib.instability import against_random
-from lib.linearity import (ErrorTable, greedy_cover, linearisation_errors, percent_error_map,
+from lib.linearity import (ErrorTable, greedy_cover, linearization_errors, percent_error_map,
                            regions_against_threshold)
 from lib.linearity.checks import check_error_table
 from lib.linearity.noise_transfer import noise_transfer
@@ -70,6 +70,8 @@ def test_the_receptive_field_margin_is_half_the_larger_side():
     assert receptive_field_margin(net) == 3  # field 7
     slab = nn.Sequential(nn.Conv3d(1, 1, (5, 3, 3), padding=(2, 1, 1)))
     assert receptive_field_margin(slab, depth=7) == 1  # field (5, 3, 3): the depth does not count
+    slab.slab, slab.receptive_field = 7, 3  # a Denoiser: its slab is the depth by default
+    assert receptive_field_margin(slab) == 1
 
 
 def test_rms_in_hu_and_norms_are_inverse():
@@ -98,7 +100,7 @@ def test_lesion_masks_follow_the_distance_from_the_centre():
         scene.masks(margin=5, edge_px=2.0, clear_px=2.0)
 
 
-def test_noise_slabs_hold_consecutive_realisations():
+def test_noise_slabs_hold_consecutive_realizations():
     noise = torch.arange(3.0)[:, None, None, None].expand(3, 1, 2, 2)
     slabs = noise_slabs(noise, depth=4)
     assert slabs.shape == (3, 1, 4, 2, 2)
@@ -165,7 +167,7 @@ def relu_net():
 def test_the_error_table_check_fails_on_a_wrong_row():
     net = relu_net()
     scene = uniform_lesion_scene(12, diameter_mm=6.0).to(F64)
-    table = linearisation_errors(net, scene, torch.linspace(0.001, 0.08, 4),
+    table = linearization_errors(net, scene, torch.linspace(0.001, 0.08, 4),
                                  torch.linspace(0.0, 0.04, 3), margin=1, progress=False)
     assert check_error_table(net, scene, table, 5, samples=12, margin=1) < 1e-6
     table.errors[5] += 0.5

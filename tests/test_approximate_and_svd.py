@@ -6,7 +6,7 @@ from torch import nn
 
 from lib.ct.scenes import lung_lesion_scene, scanner_noise, uniform_lesion_scene
 from lib.ct.units import MU_WATER
-from lib.linearity import (ErrorTable, greedy_cover, jacobian, linearisation_errors, linearize,
+from lib.linearity import (ErrorTable, greedy_cover, jacobian, linearization_errors, linearize,
                            local_svd, percent_error, randomized_svd)
 from lib.models import ChenCNN
 
@@ -42,7 +42,7 @@ def test_two_jvps_give_the_same_errors_as_one_jvp_per_grid_point():
     net = relu_net()
     scene = uniform_lesion_scene(12, diameter_mm=6.0).to(F64)
     c, b = torch.linspace(0.001, 0.08, 4), torch.linspace(0.0, 0.04, 3)
-    table = linearisation_errors(net, scene, c, b, margin=1, progress=False)
+    table = linearization_errors(net, scene, c, b, margin=1, progress=False)
     assert table.errors.shape == (12, 4, 3) and table.jvps == 24
     for k in (0, 5, 11):
         assert float(table.errors[k].flatten()[k]) < 1e-10  # exact at the operating point
@@ -57,7 +57,7 @@ def test_two_jvps_give_the_same_errors_as_one_jvp_per_grid_point():
 def test_a_linear_network_is_one_region():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Conv2d(3, 1, 3, padding=1)).double()
-    table = linearisation_errors(net, uniform_lesion_scene(10, diameter_mm=6.0).to(F64),
+    table = linearization_errors(net, uniform_lesion_scene(10, diameter_mm=6.0).to(F64),
                                  torch.linspace(0.001, 0.08, 3), torch.linspace(0, 0.04, 3),
                                  progress=False)
     assert float(table.errors.max()) < 1e-9
@@ -67,7 +67,7 @@ def test_a_linear_network_is_one_region():
 def test_the_plane_needs_a_scene_with_a_background_direction():
     scene = lung_lesion_scene(16)
     with pytest.raises(ValueError, match="uniform_lesion_scene"):
-        linearisation_errors(relu_net(), scene, [0.01], [0.0], progress=False)
+        linearization_errors(relu_net(), scene, [0.01], [0.0], progress=False)
     with pytest.raises(ValueError, match="no background direction"):
         scene.at(0.01, 0.02)
 
@@ -145,10 +145,10 @@ def test_uniform_scene_and_scanner_noise():
     assert x.shape == (2, 1, 16, 16)
     assert float(x[1, 0, 0, 0]) == pytest.approx(0.02) and float(x[1, 0, 8, 8]) == pytest.approx(0.05)
     assert uniform_lesion_scene(16, slab=3).at(0.01, 0.01).shape == (1, 1, 3, 16, 16)
-    noise = scanner_noise(3, roi=16, size=128, pixel_mm=3.0)
+    noise = scanner_noise(3, roi_size=16, size=128, pixel_mm=3.0)
     assert noise.shape == (3, 1, 16, 16)
     assert 1e-4 < float(noise.std()) < 1e-2 and abs(float(noise.mean())) < float(noise.std())
-    assert torch.equal(noise[1], scanner_noise(2, roi=16, size=128, pixel_mm=3.0)[1])
+    assert torch.equal(noise[1], scanner_noise(2, roi_size=16, size=128, pixel_mm=3.0)[1])
     assert not torch.equal(noise[0], noise[1])
     with pytest.raises(ValueError, match="at least 1"):
         scanner_noise(0)

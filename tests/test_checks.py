@@ -10,7 +10,7 @@ from lib.ct.scenes import uniform_lesion_scene
 from lib.instability import (check_no_false_negative, check_worst_case, erase_lesion,
                              random_response, worst_case)
 from lib.linearity import (Cover, ErrorTable, cover_lower_bound, enumerate_regions, greedy_cover,
-                           linearisation_errors, local_svd, sample_patterns)
+                           linearization_errors, local_svd, sample_patterns)
 from lib.linearity.checks import (check_attenuated_finer, check_cover, check_linear_between,
                                   check_sampling_matches_walk, check_svd_matches_jvp)
 
@@ -62,7 +62,7 @@ def test_linear_inside_a_region_and_not_across_a_breakpoint():
 def cover_case():
     net = relu_net(width=4).float()
     scene = uniform_lesion_scene(12, diameter_mm=6.0)
-    table = linearisation_errors(net, scene, torch.linspace(0.001, 0.08, 5),
+    table = linearization_errors(net, scene, torch.linspace(0.001, 0.08, 5),
                                  torch.linspace(0.0, 0.04, 4), margin=1, progress=False)
     return net, scene, table
 

@@ -111,5 +111,5 @@ def test_noise_power_spectrum_integrates_to_the_variance():
     smooth = torch.nn.functional.avg_pool2d(white[:, None], 3, 1, 1)[:, 0]
     fs, nps_s, var_s = noise_power_spectrum(smooth, pixel_mm=0.5)
     assert var_s < variance and mean_frequency(fs, nps_s) < mean_frequency(f, nps)
-    with pytest.raises(ValueError, match="realisations"):
+    with pytest.raises(ValueError, match="realizations"):
         noise_power_spectrum(white[:1], 0.5)

@@ -28,8 +28,8 @@ def test_noiseless_fbp_recovers_the_image(scanner):
     # tolerances: 1% of water inside a disk; over a whole thorax on 3 mm pixels, RMSE below
     # 1e-3 mm^-1 (5% of water, the error sits at edges) and a median error below 2% of water
     recon = scanner.fbp(scanner.project(disk(120.0, MU_WATER)))
-    centre = recon[44:84, 44:84]
-    assert float(centre.mean()) == pytest.approx(MU_WATER, rel=0.01)
+    center = recon[44:84, 44:84]
+    assert float(center.mean()) == pytest.approx(MU_WATER, rel=0.01)
     mu = thorax_phantom(128, 3.0, seed=0)
     error = scanner.fbp(scanner.project(mu)) - mu
     assert float(error.pow(2).mean().sqrt()) < 1e-3

@@ -15,7 +15,7 @@ from lib.invariance import (
     count_layers,
     layer_output,
     negative_log_likelihood,
-    train,
+    train_sampler,
 )
 from lib.models import WGANVGG, ChenCNN
 
@@ -91,25 +91,25 @@ def test_training_resumes_exactly(tmp_path):
     config = InvarianceConfig("pair-average", 1, steps=6, batch_size=8, patch_size=4, n_blocks=2,
                               hidden=8, embed_dim=4, n_train=2, n_patches=64, n_val_patches=16,
                               eval_every=3, checkpoint_every=3)
-    whole = train(config, tmp_path / "whole.ckpt", device="cpu", progress=False)
+    whole = train_sampler(config, tmp_path / "whole.ckpt", device="cpu", progress=False)
     part = tmp_path / "part.ckpt"
-    first = train(config, part, device="cpu", progress=False, stop_after=3)
+    first = train_sampler(config, part, device="cpu", progress=False, stop_after=3)
     assert first.steps_done == 3 and part.exists()
-    resumed = train(config, part, device="cpu", progress=False)
+    resumed = train_sampler(config, part, device="cpu", progress=False)
     assert resumed.steps_done == 6 and len(resumed.history) == 2
     for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
-    other = dataclasses.replace(config, steps=7)
-    with pytest.raises(ValueError, match="another configuration"):
-        train(other, part, device="cpu", progress=False)
+    other = dataclasses.replace(config, lr=1e-3)
+    with pytest.raises(ValueError, match="different settings.*lr"):
+        train_sampler(other, part, device="cpu", progress=False)
     assert isinstance(resumed.model, nn.Module)
 
 
 def test_every_shipped_invariance_model_is_verified_and_works():
-    from lib.invariance import load
+    from lib.invariance import load_sampler
     from lib.invariance.ship import RECIPES
     from lib.invariance.training import denoiser
-    from lib.models.registry import read_manifest
+    from lib.checkpoints import read_manifest
 
     manifest = read_manifest()
     assert set(RECIPES) <= set(manifest), "ship every recipe: python -m lib.invariance all --ship"
@@ -119,7 +119,7 @@ def test_every_shipped_invariance_model_is_verified_and_works():
         assert manifest[name]["command"].startswith("python -m lib.invariance")
         assert manifest[name]["config"] == dataclasses.asdict(config), f"{name}: recipe changed"
         x = torch.rand(2, 1, config.patch_size, config.patch_size) * 0.02
-        inn = load(name)
+        inn = load_sampler(name)
         features = layer_output(denoiser(config.network), x, config.layer)
         with torch.no_grad():
             v, _ = inn(x, features)

@@ -12,7 +12,7 @@ from lib.invariance import (
     cut_error,
     null_space,
     pair_difference_basis,
-    train,
+    train_sampler,
     valid_cuts,
     variance_fraction,
 )
@@ -80,7 +80,7 @@ def pair_average_inn():
     config = InvarianceConfig("pair-average", 1, steps=400, patch_size=4, n_blocks=4, hidden=64,
                               embed_dim=16, n_train=2, n_patches=2048, n_val_patches=64,
                               eval_every=400, checkpoint_every=400)
-    return train(config, None, device="cpu", progress=False).model
+    return train_sampler(config, None, device="cpu", progress=False).model
 
 
 def test_the_cinn_recovers_the_known_invariance_and_an_untrained_one_does_not(pair_average_inn):
@@ -104,7 +104,7 @@ def test_the_cinn_recovers_the_known_invariance_and_an_untrained_one_does_not(pa
 def test_the_layer_one_control_separates_an_injective_layer_from_one_with_invariances():
     from lib import models
     from lib.ct.datasets import PatchDataset, phantom_pairs
-    from lib.invariance import load
+    from lib.invariance import load_sampler
 
     hu = 1000 / 0.0193
     pairs = phantom_pairs("test", 1, progress=False)
@@ -113,7 +113,7 @@ def test_the_layer_one_control_separates_an_injective_layer_from_one_with_invari
     def spread(name, net):
         with torch.no_grad():
             g = torch.Generator().manual_seed(0)
-            samples = load(name).sample(32, layer_output(net, x, 1), generator=g)
+            samples = load_sampler(name).sample(32, layer_output(net, x, 1), generator=g)
         return float(samples.std(0).mean()) * hu
 
     threshold = 0.1 * 47  # the chapter's: a tenth of the scanner noise (about 47 HU)

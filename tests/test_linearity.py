@@ -91,8 +91,8 @@ def test_inside_a_region_the_network_is_its_linearisation():
     d = torch.randn(1, 1, 5, 5, generator=g, dtype=F64)
     walk = enumerate_regions(net, x0, d, 0.0, 1.0, progress=False)
     a, b = walk.region_bounds()[walk.n_regions // 2].tolist()
-    centre = x0 + (a + b) / 2 * d
-    lin = linearize(net, centre)
+    center = x0 + (a + b) / 2 * d
+    lin = linearize(net, center)
     inside = torch.stack([(x0 + t * d)[0] for t in torch.linspace(a, b, 7)[1:-1].tolist()])
     assert torch.allclose(lin(inside), net(inside), rtol=0, atol=1e-13)
 

@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch import nn
 
+from lib.checkpoints import sha256
 from lib.ct.units import MU_WATER
-from lib.models import (CPCE2D, CPCE3D, DENOISERS, CheckpointError, Critic, build, load,
-                        receptive_field, slab_depth, transfer_2d_to_3d)
-from lib.models.registry import sha256
+from lib.models import (CPCE2D, CPCE3D, DENOISERS, CheckpointError, Critic, Denoiser, build, load,
+                        receptive_field, slab_of, transfer_2d_to_3d)
+from lib.models.inference import denoise
 from lib.models.scaling import MuScaling
 from lib.storage import atomic_save
 
@@ -18,7 +19,7 @@ ALLOWED = (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear, nn.ReLU, nn.Leak
 
 
 def sample_input(model, size=48, batch=2):
-    depth = slab_depth(model)
+    depth = model.slab
     shape = (batch, 1, depth, size, size) if depth else (batch, 1, size, size)
     return MU_WATER * torch.rand(shape, generator=torch.Generator().manual_seed(0))
 
@@ -33,9 +34,9 @@ def test_mu_in_mu_out_same_size(name):
 @pytest.mark.parametrize("name", DENOISERS)
 def test_receptive_field_is_measured_and_documented(name):
     model = build(name)
-    field = receptive_field(model, depth=slab_depth(model))
+    field = receptive_field(model, depth=model.slab)
     assert field[-2:] == (model.receptive_field, model.receptive_field)
-    if slab_depth(model):
+    if model.slab:
         assert field[0] == model.slab
     # outside the field the output does not change
     x = sample_input(model, size=64, batch=1).requires_grad_(True)
@@ -44,6 +45,34 @@ def test_receptive_field_is_measured_and_documented(name):
     support = x.grad[0, 0].abs().sum(0) if x.dim() == 5 else x.grad[0, 0].abs()
     support[32 - r:32 + r + 1, 32 - r:32 + r + 1] = 0
     assert float(support.max()) == 0.0
+
+
+@pytest.mark.parametrize("name", DENOISERS)
+def test_every_denoiser_keeps_the_contract(name):
+    model = build(name)
+    assert isinstance(model, Denoiser) and slab_of(model) == model.slab
+    assert model.slab == (9 if name == "cpce3d" else None)
+
+
+class _Shift(nn.Module):  # a user's own 2-D network, without the contract's attributes
+    def __init__(self):
+        super().__init__()
+        self.b = nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, x):
+        return x + self.b
+
+
+def test_a_module_without_the_contract_is_a_2d_network_and_one_with_it_is_checked():
+    plain = _Shift()
+    assert not isinstance(plain, Denoiser) and slab_of(plain) is None
+    slabs = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
+    assert torch.equal(denoise(plain, slabs), slabs[:, 1] + 1)  # the centre slice of each slab
+    declared = _Shift()
+    declared.slab, declared.receptive_field = 3, 1
+    assert isinstance(declared, Denoiser) and slab_of(declared) == 3
+    with pytest.raises(ValueError, match=r"needs slabs \(N, 3, H, W\)"):
+        denoise(declared, slabs[:, :2])
 
 
 @pytest.mark.parametrize("name", DENOISERS)

@@ -23,7 +23,7 @@ from lib.ct.datasets import DoseProtocol, phantom_pairs
 from lib.linearity import (UnsupportedNonlinearity, activation_pattern, enumerate_regions,
                            jacobian, linearize)
 from lib.models import ChenCNN, build
-from lib.models.registry import CheckpointError, load_checkpoint_weights, publish
+from lib.checkpoints import DENOISER_LOADER, CheckpointError, publish, read_weights
 from lib.storage import atomic_save, remove_stale_temporaries
 
 F64 = torch.float64
@@ -253,21 +253,21 @@ def test_publish_keeps_the_old_pair_until_the_new_one_is_complete(tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         publish("m", _state(2.0), {"steps": 2}, "cpu", manifest)
     monkeypatch.undo()
-    weights, entry = load_checkpoint_weights("m", manifest)
+    weights, entry = read_weights("m", DENOISER_LOADER, manifest)
     assert entry["steps"] == 1 and float(weights["w"][0]) == 1.0  # the old pair, intact
 
-    from lib.models import registry
+    from lib import checkpoints
 
     def killed_after_commit(src, dst):  # the rename of the weights dies
         if str(src).endswith(".pending"):
             raise KeyboardInterrupt
         real(src, dst)
 
-    monkeypatch.setattr(registry.os, "replace", killed_after_commit)
+    monkeypatch.setattr(checkpoints.os, "replace", killed_after_commit)
     with pytest.raises(KeyboardInterrupt):
         publish("m", _state(3.0), {"steps": 3}, "cpu", manifest)
     monkeypatch.undo()
-    weights, entry = load_checkpoint_weights("m", manifest)  # completes the interrupted rename
+    weights, entry = read_weights("m", DENOISER_LOADER, manifest)  # completes the interrupted rename
     assert entry["steps"] == 3 and float(weights["w"][0]) == 3.0
     assert not (tmp_path / "m.pt.pending").exists()
 
@@ -305,17 +305,17 @@ def test_the_temporary_file_of_a_killed_save_is_cleaned_up(tmp_path):
 def test_a_damaged_manifest_is_named(tmp_path, text, word):
     (tmp_path / "manifest.json").write_text(text)
     with pytest.raises(CheckpointError, match=word):
-        load_checkpoint_weights("m", tmp_path / "manifest.json")
+        read_weights("m", DENOISER_LOADER, tmp_path / "manifest.json")
 
 
 def test_each_loader_points_to_the_other_for_the_other_kind():
     import lib.invariance
     import lib.models
 
-    with pytest.raises(CheckpointError, match=r"lib\.invariance\.load\('inv-chen-l1'\)"):
+    with pytest.raises(CheckpointError, match=r"lib\.invariance\.load_sampler\('inv-chen-l1'\)"):
         lib.models.load("inv-chen-l1")
     with pytest.raises(CheckpointError, match=r"lib\.models\.load\('chen'\)"):
-        lib.invariance.load("chen")
+        lib.invariance.load_sampler("chen")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -336,19 +336,19 @@ def private_cache(tmp_path, monkeypatch):
 
 
 def test_resuming_more_steps_than_asked_is_refused_not_mislabelled(private_cache):
-    from lib.train import TrainConfig, train
+    from lib.train import TrainConfig, train_denoiser
 
     config = TrainConfig(model="chen", steps=3, batch_size=2, patch_size=16, n_train=1, n_val=1,
                          size=64, eval_every=3, checkpoint_every=3)
     work = private_cache / "chen.ckpt"
-    train(config, checkpoint=work, progress=False)
+    train_denoiser(config, checkpoint=work, progress=False)
     shorter = TrainConfig(**{**config.__dict__, "steps": 1})
     with pytest.raises(ValueError, match="already holds 3 steps, more than the 1"):
-        train(shorter, checkpoint=work, progress=False)
-    assert train(shorter, checkpoint=work, progress=False, resume=False).steps_done == 1
+        train_denoiser(shorter, checkpoint=work, progress=False)
+    assert train_denoiser(shorter, checkpoint=work, progress=False, resume=False).steps_done == 1
     work.write_bytes(b"garbage")
     with pytest.raises(ValueError, match=f"{work}.*delete it"):
-        train(config, checkpoint=work, progress=False)
+        train_denoiser(config, checkpoint=work, progress=False)
 
 
 def test_a_damaged_cached_dataset_is_named(private_cache):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lib.ct.units import MU_WATER
-from lib.train import TrainConfig, train
+from lib.train import TrainConfig, train_denoiser
 from lib.train.metrics import image_quality, psnr, rmse_hu, ssim
 
 
@@ -42,35 +42,38 @@ def weights(model):
 
 
 def test_training_is_deterministic_and_learns():
-    a = train(tiny_config(steps=12), progress=False)
-    b = train(tiny_config(steps=12), progress=False)
+    a = train_denoiser(tiny_config(steps=12), progress=False)
+    b = train_denoiser(tiny_config(steps=12), progress=False)
     assert torch.equal(weights(a.model), weights(b.model))
     assert [h["step"] for h in a.history] == [3, 6, 9, 12]
     assert a.history[-1]["train"]["mse"] < a.history[0]["train"]["mse"]
     assert "psnr" in a.history[-1]["validation"]
 
 
-def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
-    straight = train(tiny_config(), progress=False)
+@pytest.mark.parametrize("changes", [{}, {"model": "wganvgg", "loss": "wgan", "warmup_steps": 2,
+                                          "critic_steps": 1, "batch_size": 2}],
+                         ids=["mse", "wgan"])
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, changes):
+    straight = train_denoiser(tiny_config(**changes), progress=False)
     ckpt = tmp_path / "run.ckpt"
-    first = train(tiny_config(), checkpoint=ckpt, progress=False, stop_after=3)
+    first = train_denoiser(tiny_config(**changes), checkpoint=ckpt, progress=False, stop_after=3)
     assert first.steps_done == 3 and ckpt.exists()
-    resumed = train(tiny_config(), checkpoint=ckpt, progress=False)
+    resumed = train_denoiser(tiny_config(**changes), checkpoint=ckpt, progress=False)
     assert resumed.steps_done == 6
-    assert torch.allclose(weights(straight.model), weights(resumed.model), rtol=0, atol=1e-7)
+    assert torch.equal(weights(straight.model), weights(resumed.model))
     assert [h["step"] for h in resumed.history] == [3, 6]
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
 
 
 def test_resume_refuses_other_settings(tmp_path):
     ckpt = tmp_path / "run.ckpt"
-    train(tiny_config(), checkpoint=ckpt, progress=False, stop_after=3)
+    train_denoiser(tiny_config(), checkpoint=ckpt, progress=False, stop_after=3)
     with pytest.raises(ValueError, match="different settings.*lr"):
-        train(tiny_config(lr=5e-4), checkpoint=ckpt, progress=False)
+        train_denoiser(tiny_config(lr=5e-4), checkpoint=ckpt, progress=False)
 
 
 def test_two_processes_give_the_weights_of_one(tmp_path):
-    single = train(tiny_config(), device="cpu", progress=False)
+    single = train_denoiser(tiny_config(), device="cpu", progress=False)
     out = tmp_path / "ddp.pt"
     env = os.environ | {"PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",

@@ -14,16 +14,16 @@ from __future__ import annotations
 import torch
 
 
-def noise_power_spectrum(realisations: torch.Tensor, pixel_mm: float):
+def noise_power_spectrum(realizations: torch.Tensor, pixel_mm: float):
     """Radially averaged NPS of (K, N, N) noisy ROIs of the same object (K >= 2).
 
     Returns ``(frequencies, nps, variance)``: bin centres in cycles/mm, the radial NPS in
     (mm^-1)^2 mm^2, and the noise variance (the NPS integrated over the 2-D frequency plane).
     """
-    if realisations.dim() != 3 or realisations.shape[0] < 2 or realisations.shape[1] != realisations.shape[2]:
-        raise ValueError(f"need (K >= 2, N, N) realisations, got {tuple(realisations.shape)}")
-    k, n, _ = realisations.shape
-    noise = (realisations - realisations.mean(0, keepdim=True)).double() * (k / (k - 1)) ** 0.5
+    if realizations.dim() != 3 or realizations.shape[0] < 2 or realizations.shape[1] != realizations.shape[2]:
+        raise ValueError(f"need (K >= 2, N, N) realizations, got {tuple(realizations.shape)}")
+    k, n, _ = realizations.shape
+    noise = (realizations - realizations.mean(0, keepdim=True)).double() * (k / (k - 1)) ** 0.5
     spectrum = (torch.fft.fft2(noise).abs() ** 2).mean(0) * pixel_mm ** 2 / n ** 2
     f = torch.fft.fftfreq(n, d=pixel_mm, dtype=torch.float64)
     radius = torch.sqrt(f[:, None] ** 2 + f[None, :] ** 2)

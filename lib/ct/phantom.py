@@ -176,8 +176,8 @@ class _Thorax:
             rim = np.array([side * np.cos(theta) * a, np.sin(theta) * b])
             fat_here = self.fat * (1 + float(_wobble(np.arctan2(rim[1] / b, rim[0] / a), self.fat_harm)))
             inset = self.skin + fat_here + self.muscle / 2
-            centre = rim * (1 - inset / np.hypot(*rim))
-            dist = np.hypot(x - centre[0], y - centre[1])
+            center = rim * (1 - inset / np.hypot(*rim))
+            dist = np.hypot(x - center[0], y - center[1])
             paint(_ramp(r - dist, px), T["cortical_bone"])
             paint(_ramp(r - 1.8 - dist, px), T["trabecular_bone"])
 

@@ -28,14 +28,14 @@ from lib.ct.scanner import Scanner
 class LesionScene:
     """An ROI around a lung lesion site: ``base`` (no lesion) and the lesion ``profile``.
 
-    Both are (1, 1, H, W), or (1, 1, D, H, W) for slabs; ``centre`` is the lesion centre in ROI
+    Both are (1, 1, H, W), or (1, 1, D, H, W) for slabs; ``center`` is the lesion centre in ROI
     pixels (row, col). ``background`` is the direction in which the background intensity moves
     (ones for :func:`uniform_lesion_scene`, zeros for the lung scene, whose background is ``base``).
     """
 
     base: torch.Tensor
     profile: torch.Tensor
-    centre: tuple[int, int]
+    center: tuple[int, int]
     pixel_mm: float
     diameter_mm: float
     background: torch.Tensor | None = None
@@ -64,7 +64,7 @@ class LesionScene:
     def distance_px(self) -> torch.Tensor:
         """(H, W): each pixel's in-plane distance from the lesion centre, in pixels."""
         rows, cols = (torch.arange(n, dtype=torch.float64) for n in self.base.shape[-2:])
-        return torch.hypot(rows[:, None] - self.centre[0], cols[None, :] - self.centre[1])
+        return torch.hypot(rows[:, None] - self.center[0], cols[None, :] - self.center[1])
 
     def masks(self, margin: int, edge_px: float = 1.0,
               clear_px: float = 4.0) -> dict[str, torch.Tensor]:
@@ -100,44 +100,44 @@ class LesionScene:
         return replace(self, **moved)
 
 
-def lung_lesion_scene(roi: int = 64, diameter_mm: float = PAPER.lesion_diameter_mm, seed: int = 0,
+def lung_lesion_scene(roi_size: int = 64, diameter_mm: float = PAPER.lesion_diameter_mm, seed: int = 0,
                       I0: float = PAPER.low_I0, slab: int | None = None, size: int = PAPER.size,
                       pixel_mm: float = PAPER.pixel_mm) -> LesionScene:
-    """A low-dose ROI of ``roi`` pixels centred on a lung site that fits the lesion.
+    """A low-dose ROI of ``roi_size`` pixels centred on a lung site that fits the lesion.
 
     With ``slab`` (odd), the ROI is a slab of that many adjacent slices and the lesion a sphere.
     """
     truth = thorax_phantom(size, pixel_mm, seed=seed)
-    window = _lung_window(truth, roi, diameter_mm, pixel_mm, seed)
-    half = roi // 2
+    window = _lung_window(truth, roi_size, diameter_mm, pixel_mm, seed)
+    half = roi_size // 2
     scanner = Scanner(size, pixel_mm)
     if slab:
         volume = thorax_slab(slab, size, pixel_mm, pixel_mm, seed=seed)
         low = scanner.scan(volume, I0, seed=seed)[(slice(None), *window)]
-        centre = (slab // 2, half, half)
-        profile = lesion_profile(low.shape, centre, diameter_mm, pixel_mm)
+        center = (slab // 2, half, half)
+        profile = lesion_profile(low.shape, center, diameter_mm, pixel_mm)
         return LesionScene(low[None, None], profile[None, None], (half, half), pixel_mm, diameter_mm)
     low = scanner.scan(truth, I0, seed=seed)[window]
     profile = lesion_profile(low.shape, (half, half), diameter_mm, pixel_mm)
     return LesionScene(low[None, None], profile[None, None], (half, half), pixel_mm, diameter_mm)
 
 
-def uniform_lesion_scene(roi: int = 64, diameter_mm: float = PAPER.lesion_diameter_mm,
+def uniform_lesion_scene(roi_size: int = 64, diameter_mm: float = PAPER.lesion_diameter_mm,
                          slab: int | None = None, pixel_mm: float = PAPER.pixel_mm) -> LesionScene:
     """A lesion centred in a uniform background, noise-free: ``x(c, b) = c * lesion + b * 1``.
 
     With ``slab`` (odd) the input is a slab of that many slices and the lesion a sphere.
     """
-    shape = (slab, roi, roi) if slab else (roi, roi)
-    centre = (slab // 2, roi // 2, roi // 2) if slab else (roi // 2, roi // 2)
-    profile = lesion_profile(shape, centre, diameter_mm, pixel_mm)[None, None]
-    return LesionScene(torch.zeros_like(profile), profile, (roi // 2, roi // 2), pixel_mm,
+    shape = (slab, roi_size, roi_size) if slab else (roi_size, roi_size)
+    center = (slab // 2, roi_size // 2, roi_size // 2) if slab else (roi_size // 2, roi_size // 2)
+    profile = lesion_profile(shape, center, diameter_mm, pixel_mm)[None, None]
+    return LesionScene(torch.zeros_like(profile), profile, (roi_size // 2, roi_size // 2), pixel_mm,
                        diameter_mm, background=torch.ones_like(profile))
 
 
-def scanner_noise(n: int, roi: int = 64, I0: float = PAPER.low_I0, seed: int = 0,
+def scanner_noise(n: int, roi_size: int = 64, I0: float = PAPER.low_I0, seed: int = 0,
                   size: int = PAPER.size, pixel_mm: float = PAPER.pixel_mm) -> torch.Tensor:
-    """``n`` realisations (n, 1, roi, roi) of low-dose CT noise at a lung lesion site.
+    """``n`` realisations (n, 1, roi_size, roi_size) of low-dose CT noise at a lung lesion site.
 
     Each is a reconstruction from Poisson counts at ``I0`` minus the noise-free reconstruction of
     the same thorax phantom, cropped to the ROI: noise with the magnitude and the correlation
@@ -147,7 +147,7 @@ def scanner_noise(n: int, roi: int = 64, I0: float = PAPER.low_I0, seed: int = 0
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     truth = thorax_phantom(size, pixel_mm, seed=seed)
-    window = _lung_window(truth, roi, PAPER.lesion_diameter_mm, pixel_mm, seed)
+    window = _lung_window(truth, roi_size, PAPER.lesion_diameter_mm, pixel_mm, seed)
     scanner = Scanner(size, pixel_mm)
     clean = scanner.fbp(scanner.project(truth))[window]
     noise = [scanner.scan(truth, I0, seed=seed + k)[window] - clean for k in range(n)]
@@ -155,13 +155,13 @@ def scanner_noise(n: int, roi: int = 64, I0: float = PAPER.low_I0, seed: int = 0
 
 
 def noise_slabs(noise: torch.Tensor, depth: int) -> torch.Tensor:
-    """Slabs (n, 1, depth, H, W) of different 2-D noise realisations ``noise`` (n, 1, H, W).
+    """Slabs (n, 1, depth, H, W) of different 2-D noise realizations ``noise`` (n, 1, H, W).
 
-    Slab ``j`` holds realisations ``j, j + 1, ..., j + depth - 1`` (modulo ``n``) as its slices:
+    Slab ``j`` holds realizations ``j, j + 1, ..., j + depth - 1`` (modulo ``n``) as its slices:
     a textured control for a 3-D network from 2-D scanner noise (:func:`scanner_noise`).
     """
     if noise.dim() != 4 or noise.shape[1] != 1:
-        raise ValueError(f"noise must be (n, 1, H, W) realisations, got {tuple(noise.shape)}")
+        raise ValueError(f"noise must be (n, 1, H, W) realizations, got {tuple(noise.shape)}")
     if depth < 1:
         raise ValueError(f"depth must be at least 1, got {depth}")
     n = len(noise)
@@ -169,12 +169,12 @@ def noise_slabs(noise: torch.Tensor, depth: int) -> torch.Tensor:
     return noise[order, 0][:, None]
 
 
-def _lung_window(truth: torch.Tensor, roi: int, diameter_mm: float, pixel_mm: float,
+def _lung_window(truth: torch.Tensor, roi_size: int, diameter_mm: float, pixel_mm: float,
                  seed: int) -> tuple[slice, slice]:
     """The ROI window (rows, cols) around a lung site that fits the lesion, kept inside the slice."""
     size = truth.shape[-1]
     row, col = lung_lesion_site(truth, diameter_mm, pixel_mm, seed=seed)
-    half = roi // 2
-    row = min(max(row, half), size - roi + half)
-    col = min(max(col, half), size - roi + half)
-    return slice(row - half, row - half + roi), slice(col - half, col - half + roi)
+    half = roi_size // 2
+    row = min(max(row, half), size - roi_size + half)
+    col = min(max(col, half), size - roi_size + half)
+    return slice(row - half, row - half + roi_size), slice(col - half, col - half + roi_size)

@@ -14,8 +14,8 @@ has an exact local answer: the near null space of the Jacobian of ``Phi_l``.
 - :func:`null_space`, :func:`feature_jacobian` - exact local invariances -
   :mod:`lib.invariance.nullspace`
 - :class:`PairAverage` - a network with a known invariance - :mod:`lib.invariance.synthetic`
-- :class:`InvarianceConfig`, :func:`train`, :func:`load` - resumable training and the shipped
-  models - :mod:`lib.invariance.training`; ``python -m lib.invariance NAME --ship`` -
+- :class:`InvarianceConfig`, :func:`train_sampler`, :func:`load_sampler` - resumable training
+  and the shipped samplers - :mod:`lib.invariance.training`; ``python -m lib.invariance NAME --ship`` -
   :mod:`lib.invariance.ship`
 """
 
@@ -24,7 +24,7 @@ from lib.invariance.cuts import cut_error, valid_cuts
 from lib.invariance.layers import count_layers, layer_output
 from lib.invariance.nullspace import NullSpace, feature_jacobian, null_space
 from lib.invariance.synthetic import PairAverage, pair_difference_basis, variance_fraction
-from lib.invariance.training import InvarianceConfig, load, train
+from lib.invariance.training import InvarianceConfig, load_sampler, train_sampler
 
 __all__ = [
            "ConditionalINN",
@@ -35,11 +35,11 @@ __all__ = [
            "cut_error",
            "feature_jacobian",
            "layer_output",
-           "load",
+           "load_sampler",
            "negative_log_likelihood",
            "null_space",
            "pair_difference_basis",
-           "train",
+           "train_sampler",
            "valid_cuts",
            "variance_fraction",
 ]

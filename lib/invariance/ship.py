@@ -15,8 +15,8 @@ import shlex
 import sys
 import time
 
-from lib.invariance.training import InvarianceConfig, Objective, patch_pool, train
-from lib.models.registry import publish
+from lib.checkpoints import publish
+from lib.invariance.training import InvarianceConfig, Objective, patch_pool, train_sampler
 from lib.paths import ROOT
 
 #: Layers analysed per denoiser: Chen and WGAN-VGG as in Eulig et al.; CPCE-2D only where a cut
@@ -32,9 +32,11 @@ RECIPES: dict[str, InvarianceConfig] = {
 }
 
 
-def ship(name: str, config: InvarianceConfig, device: str = "auto", command: str = "") -> dict:
+def ship(name: str, config: InvarianceConfig, device: str = "auto", command: str = "",
+         resume: bool = True) -> dict:
     """Train ``config``, write ``data/NAME.pt`` and its manifest entry; returns the entry."""
-    result = train(config, checkpoint=ROOT / "_build" / "train" / f"{name}.ckpt", device=device)
+    result = train_sampler(config, checkpoint=ROOT / "_build" / "train" / f"{name}.ckpt",
+                           device=device, resume=resume)
     trained_on = str(next(result.model.parameters()).device)
     test = patch_pool("test", 4, config.n_val_patches, config.patch_size, config.seed)
     metrics = Objective(config, trained_on, result.model).evaluate(test.to(trained_on))
@@ -54,16 +56,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ship", action="store_true",
                         help="write data/NAME.pt and its manifest entry (the recipe's settings)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--restart", action="store_true",
+                        help="ignore the saved training checkpoints and start from step 0")
     args = parser.parse_args(argv)
     names = list(RECIPES) if "all" in args.names else args.names
     command = "python -m lib.invariance " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     for name in names:
         start = time.perf_counter()
         if args.ship:
-            entry = ship(name, RECIPES[name], args.device, command)
+            entry = ship(name, RECIPES[name], args.device, command, resume=not args.restart)
             print(name, json.dumps(entry["test"]))
         else:
-            result = train(RECIPES[name], ROOT / "_build" / "train" / f"{name}.ckpt", args.device)
+            result = train_sampler(RECIPES[name], ROOT / "_build" / "train" / f"{name}.ckpt",
+                                   args.device, resume=not args.restart)
             print(name, json.dumps(result.history[-1] if result.history else {}))
         print(f"{name} done in {time.perf_counter() - start:.0f} s")
     return 0

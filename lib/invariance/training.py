@@ -1,26 +1,27 @@
 """Training the conditional INNs that sample a layer's invariances.
 
-One resumable loop. A fresh run first fits the cINN's conditional mean ``m(Phi_l(x))``, a linear
-map of the (squeezed) features, by least squares on the whole training pool; then it minimises
-the negative log-likelihood of low-dose patches ``x`` given the features ``Phi_l(x)`` of a
-denoiser (a shipped one, or the synthetic :class:`~lib.invariance.synthetic.
-PairAverage` with its known invariance, network ``"pair-average"``) at one layer.
+:func:`train_sampler` runs :class:`SamplerTask` in the shared resumable loop
+(:mod:`lib.train.resumable`: checkpoints, resumption, history, progress). A fresh run first fits
+the cINN's conditional mean ``m(Phi_l(x))``, a linear map of the (squeezed) features, by least
+squares on the whole training pool; then it minimises the negative log-likelihood of low-dose
+patches ``x`` given the features ``Phi_l(x)`` of a denoiser (a shipped one, or the synthetic
+:class:`~lib.invariance.synthetic.PairAverage` with its known invariance, network
+``"pair-average"``) at one layer.
 
 Patches come from a fixed pool drawn once from the training phantoms; the batch of step ``s`` is
-fixed by ``(seed, s)`` and the random state is checkpointed, so an interrupted run resumed from
-its checkpoint gives the same weights as an uninterrupted one.
+fixed by ``(seed, s)`` and the loop checkpoints the random state, so an interrupted run resumed
+from its checkpoint gives the same weights as an uninterrupted one. :func:`load_sampler` loads a
+shipped sampler by name.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from lib.checkpoints import LOADERS, read_weights
 from lib.ct.datasets import PatchDataset, phantom_pairs
 from lib.ct.units import MU_WATER
 from lib.device import pick_device
@@ -28,9 +29,7 @@ from lib.invariance.cinn import ConditionalINN, negative_log_likelihood
 from lib.invariance.layers import layer_output
 from lib.invariance.synthetic import PairAverage
 from lib.models import load as load_shipped_denoiser
-from lib.models.registry import CheckpointError, load_checkpoint_weights
-from lib.storage import atomic_save
-from lib.train.loops import TrainResult, read_checkpoint
+from lib.train.resumable import Task, TrainResult, run
 
 
 @dataclass(frozen=True)
@@ -124,70 +123,54 @@ class Objective:
         return {key: sum(r[key] for r in rows) / len(rows) for key in rows[0]}
 
 
-def train(config: InvarianceConfig, checkpoint: str | Path | None = None, device: str = "auto",
-          resume: bool = True, progress: bool = True, stop_after: int | None = None) -> TrainResult:
+def train_sampler(config: InvarianceConfig, checkpoint: str | Path | None = None,
+                  device: str = "auto", resume: bool = True, progress: bool = True,
+                  stop_after: int | None = None) -> TrainResult:
     """Train per ``config``, checkpointing atomically; resumes from ``checkpoint`` if it exists."""
-    dev = pick_device(device)
-    torch.manual_seed(config.seed)
-    objective = Objective(config, dev)
-    model = objective.model
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    state = {"step": 0, "history": [], "seconds": 0.0}
-    checkpoint = Path(checkpoint) if checkpoint else None
-    if checkpoint and resume and checkpoint.exists():
-        saved = read_checkpoint(checkpoint)
-        if saved["config"] != dataclasses.asdict(config):
-            raise ValueError(f"{checkpoint} was written by another configuration; delete it or "
-                             "pass resume=False to start over")
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["rng"])
-        state = {k: saved[k] for k in ("step", "history", "seconds")}
-    pool = patch_pool("train", config.n_train, config.n_patches, config.patch_size, config.seed)
-    val = patch_pool("validation", 4, config.n_val_patches, config.patch_size, config.seed)
-    if state["step"] == 0:  # fresh: m by least squares, then the flow's ActNorms see residuals
-        objective.fit_mean(pool.to(dev))
-    end = config.steps if stop_after is None else min(config.steps, stop_after)
-    bar = tqdm(range(state["step"], end), initial=state["step"], total=config.steps,
-               desc=f"training cINN {config.network} layer {config.layer}",
-               disable=not progress)
-    start = time.perf_counter()
-    model.train()
-    for step in bar:
-        g = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-        x = pool[torch.randint(len(pool), (config.batch_size,), generator=g)].to(dev)
-        loss, logged = objective.loss(x)
-        opt.zero_grad()
+    return run(SamplerTask, config, checkpoint, device, resume, progress, stop_after)
+
+
+class SamplerTask(Task):
+    """One negative log-likelihood step of the cINN on the pool batch fixed by ``(seed, s)``."""
+
+    def __init__(self, config: InvarianceConfig, device: torch.device):
+        self.config, self.device = config, device
+        self.description = f"training cINN {config.network} layer {config.layer}"
+        self.objective = Objective(config, device)
+        self.model = self.objective.model
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+
+    def prepare(self, fresh: bool) -> None:
+        config = self.config
+        self.pool = patch_pool("train", config.n_train, config.n_patches, config.patch_size,
+                               config.seed)
+        self.validation = patch_pool("validation", 4, config.n_val_patches, config.patch_size,
+                                     config.seed).to(self.device)
+        if fresh:  # m by least squares, then the flow's ActNorms see residuals
+            self.objective.fit_mean(self.pool.to(self.device))
+
+    def step(self, step: int) -> tuple[float, dict[str, float]]:
+        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
+        x = self.pool[torch.randint(len(self.pool), (self.config.batch_size,), generator=g)]
+        loss, logged = self.objective.loss(x.to(self.device))
+        self.optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        opt.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-        done = step + 1
-        if done % config.eval_every == 0 or done == config.steps:
-            state["history"].append({"step": done, "train": logged,
-                                     "validation": objective.evaluate(val.to(dev))})
-        if checkpoint and (done % config.checkpoint_every == 0 or done == end):
-            elapsed = state["seconds"] + time.perf_counter() - start
-            atomic_save({"config": dataclasses.asdict(config), "step": done,
-                         "history": state["history"], "seconds": elapsed,
-                         "model": model.state_dict(), "optimizer": opt.state_dict(),
-                         "rng": torch.get_rng_state()}, checkpoint)
-    state["seconds"] += time.perf_counter() - start
-    model.eval()
-    return TrainResult(model, state["history"], state["seconds"], end)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
+        self.optimizer.step()
+        return loss.item(), logged
+
+    def evaluate(self) -> dict[str, float]:
+        return self.objective.evaluate(self.validation)
 
 
-def build(config: InvarianceConfig, device: str | torch.device = "cpu") -> torch.nn.Module:
+def build_sampler(config: InvarianceConfig, device: str | torch.device = "cpu") -> torch.nn.Module:
     """An untrained cINN of ``config`` (the shipped denoiser it explains is needed)."""
     return Objective(config, pick_device(device)).model
 
 
-def load(name: str, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """A shipped invariance cINN by manifest name, checksum verified."""
-    weights, entry = load_checkpoint_weights(name)
-    if not str(entry.get("architecture", "")).startswith("invariance"):
-        raise CheckpointError(f"{name!r} is a denoiser, not an invariance model: load it with "
-                              f"lib.models.load({name!r}); invariance models are named inv-...")
-    model = build(InvarianceConfig(**entry["config"]), device)
+def load_sampler(name: str, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """A shipped invariance sampler (cINN) by manifest name, checksum verified."""
+    weights, entry = read_weights(name, LOADERS["invariance"])
+    model = build_sampler(InvarianceConfig(**entry["config"]), device)
     model.load_state_dict(weights)
     return model.eval()

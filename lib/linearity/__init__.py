@@ -6,7 +6,7 @@
 - :func:`jacobian`, :func:`sparse_jacobian` - exact Jacobians by receptive-field probing
 - :func:`jacobian_row` - one output pixel's equivalent filter (one VJP)
 - :func:`linearize` - ``H(x0) + J0 (x - x0)`` by one JVP
-- :func:`linearisation_errors`, :func:`greedy_cover` - approximately linear regions over a plane
+- :func:`linearization_errors`, :func:`greedy_cover` - approximately linear regions over a plane
   of inputs, and operating points that cover it
 - :func:`local_svd`, :func:`randomized_svd` - the SVD of a local Jacobian, dense or matrix-free
 - :func:`power_iteration` - its top singular pair, by JVP / VJP
@@ -17,7 +17,7 @@ Networks with other nonlinearities are refused (:class:`UnsupportedNonlinearity`
 """
 
 from lib.linearity.approximate import (Cover, ErrorTable, Serving, cover_lower_bound,
-                                       greedy_cover, linearisation_errors, percent_error,
+                                       greedy_cover, linearization_errors, percent_error,
                                        percent_error_map, regions_against_threshold)
 from lib.linearity.jacobian import Linearization, jacobian, jacobian_row, linearize, sparse_jacobian
 from lib.linearity.regions import (RegionWalk, SampledPath, enumerate_regions, pattern_hash,
@@ -28,6 +28,6 @@ from lib.linearity.tracing import UnsupportedNonlinearity, activation_pattern
 __all__ = ["activation_pattern", "enumerate_regions", "sample_patterns", "RegionWalk",
            "SampledPath", "pattern_hash", "jacobian", "sparse_jacobian", "jacobian_row",
            "linearize", "Linearization", "UnsupportedNonlinearity", "percent_error",
-           "percent_error_map", "linearisation_errors", "ErrorTable", "greedy_cover", "Cover",
+           "percent_error_map", "linearization_errors", "ErrorTable", "greedy_cover", "Cover",
            "Serving", "cover_lower_bound", "regions_against_threshold",
            "local_svd", "randomized_svd", "power_iteration", "LocalSVD"]

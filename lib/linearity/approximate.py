@@ -85,7 +85,7 @@ class ErrorTable:
         return float(self.errors[k].flatten()[self.index(contrast, background)])
 
 
-def linearisation_errors(model: torch.nn.Module, scene: LesionScene, contrasts, backgrounds,
+def linearization_errors(model: torch.nn.Module, scene: LesionScene, contrasts, backgrounds,
                          floor: float = MU_WATER, margin: int = 0, batch: int = 16,
                          progress: bool = True) -> ErrorTable:
     """Errors of the linearisation at every grid point, as operating point, over the whole grid.

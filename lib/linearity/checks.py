@@ -124,7 +124,7 @@ def check_error_table(model: torch.nn.Module, scene: LesionScene, table: ErrorTa
     """Row ``point`` of the table equals the errors of that point's linearisation, recomputed at
     ``samples`` random grid points by one JVP each, and is zero at the operating point itself.
 
-    The table has them from two JVPs for the whole plane (:func:`linearisation_errors`); this is
+    The table has them from two JVPs for the whole plane (:func:`linearization_errors`); this is
     the route of one JVP per input. Returns the largest difference (percentage points).
     """
     param = next(model.parameters())

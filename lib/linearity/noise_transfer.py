@@ -1,11 +1,11 @@
 """Noise through a denoiser and through the linear system of the region that serves the input.
 
-For realisations ``n_k`` of scanner noise added to a noise-free input ``x``, compare the network's
+For realizations ``n_k`` of scanner noise added to a noise-free input ``x``, compare the network's
 outputs ``H(x + n_k)`` with the predictions of the linear system at an operating point ``x0``,
 
     L(x + n_k) = H(x0) + J0 (x + n_k - x0),
 
-pixel by pixel through the standard deviation over the realisations, ``sd(.)``. Over a set of
+pixel by pixel through the standard deviation over the realizations, ``sd(.)``. Over a set of
 pixels ``M``:
 
 - noise reduction ``mean_M sd(H) / mean_M sd(x + n)`` (1: nothing removed),
@@ -32,7 +32,7 @@ class NoiseTransfer:
     linear: torch.Tensor
 
     def std(self) -> dict[str, torch.Tensor]:
-        """(H, W) standard deviation over the realisations of ``"input"``, ``"network"`` and
+        """(H, W) standard deviation over the realizations of ``"input"``, ``"network"`` and
         ``"linear"`` (mm^-1)."""
         return {name: t.std(dim=0)[0].cpu() for name, t in
                 (("input", self.inputs), ("network", self.network), ("linear", self.linear))}

@@ -5,6 +5,8 @@
 - :class:`WGANVGG` - the WGAN-VGG generator (Yang et al. 2018); :class:`Critic` trains it
 - :class:`CPCE2D`, :class:`CPCE3D` - conveying-path encoder-decoders (Shan et al. 2018), with
   :func:`transfer_2d_to_3d`
+- :class:`Denoiser` - the contract they keep (mu in, mu out, ``receptive_field``, ``slab``);
+  :func:`slab_of` reads ``slab`` of any module (None: a 2-D network)
 - :func:`load` - a shipped trained model, checksum verified; :func:`build` - an untrained one
 - :func:`receptive_field` - measured by probing
 - :class:`PhantomFeatures`, :class:`VGG19Features` - feature networks for perceptual losses
@@ -13,14 +15,17 @@ Layers are convolutions, transposed convolutions, linear layers, ReLU / LeakyReL
 addition and a fixed scaling (:mod:`lib.models.scaling`), so every analysis chapter applies.
 """
 
+import torch
 from torch import nn
 
+from lib.checkpoints import DENOISER_LOADER, MANIFEST, CheckpointError, read_weights
+from lib.device import pick_device
 from lib.models.chen import ChenCNN
 from lib.models.cpce import CPCE2D, CPCE3D, transfer_2d_to_3d
 from lib.models.features import PhantomFeatures, VGG19Features
+from lib.models.denoiser import Denoiser, slab_of
 from lib.models.receptive_field import receptive_field
 from lib.models.redcnn import REDCNN
-from lib.models.registry import CheckpointError, load
 from lib.models.wganvgg import WGANVGG, Critic
 
 #: The denoisers by the names used in the book, the manifest and the training command.
@@ -39,11 +44,24 @@ def build(name: str) -> nn.Module:
     return ARCHITECTURES[name]()
 
 
-def slab_depth(model: nn.Module) -> int | None:
-    """Slices per input for slab networks (CPCE3D), None for 2-D networks."""
-    return getattr(model, "slab", None)
+def load(name: str, device: str | torch.device = "cpu", manifest_path=MANIFEST) -> nn.Module:
+    """The shipped, trained network ``name`` in eval mode, its checksum verified.
+
+    Example::
+
+        >>> import lib.models
+        >>> model = lib.models.load("chen")          # doctest: +SKIP
+    """
+    weights, entry = read_weights(name, DENOISER_LOADER, manifest_path)
+    device = pick_device(device)
+    model = build(entry.get("architecture", name))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint {name!r} does not fit {type(model).__name__}: {err}") from err
+    return model.to(device).eval()
 
 
 __all__ = ["ChenCNN", "REDCNN", "WGANVGG", "Critic", "CPCE2D", "CPCE3D", "transfer_2d_to_3d",
-           "PhantomFeatures", "VGG19Features", "receptive_field", "load", "build", "slab_depth",
-           "CheckpointError", "ARCHITECTURES", "DENOISERS", "DISPLAY_NAMES"]
+           "PhantomFeatures", "VGG19Features", "receptive_field", "load", "build", "Denoiser",
+           "slab_of", "CheckpointError", "ARCHITECTURES", "DENOISERS", "DISPLAY_NAMES"]

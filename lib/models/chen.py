@@ -14,6 +14,7 @@ class ChenCNN(nn.Module):
     """
 
     receptive_field = 13
+    slab = None  # a 2-D network (the lib.models.Denoiser contract)
 
     def __init__(self, width: int = 64):
         super().__init__()

@@ -60,6 +60,7 @@ class CPCE2D(_CPCE):
     """
 
     receptive_field = 17
+    slab = None  # a 2-D network (the lib.models.Denoiser contract)
 
     def __init__(self, width: int = 32):
         super().__init__(nn.Conv2d, width)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lib.models.denoiser import slab_of
+
 
 @torch.no_grad()
 def denoise(model: nn.Module, images: torch.Tensor, batch: int = 2) -> torch.Tensor:
     """Apply ``model`` to (N, H, W) images or (N, D, H, W) slabs; returns (N, H, W) on the CPU.
 
-    2-D networks given slabs see each slab's centre slice; slab networks (CPCE3D) need slabs of
-    their depth. The model stays in its mode (call ``.eval()`` first for inference).
+    2-D networks given slabs see each slab's centre slice; slab networks (a
+    :class:`~lib.models.Denoiser` with ``slab`` set, such as CPCE3D) need slabs of their depth. The
+    model stays in its mode (call ``.eval()`` first for inference).
     """
-    depth = getattr(model, "slab", None)
+    depth = slab_of(model)
     if depth is None and images.dim() == 4:
         images = images[:, images.shape[1] // 2]
     if depth is not None and (images.dim() != 4 or images.shape[1] != depth):

@@ -17,6 +17,7 @@ class REDCNN(nn.Module):
     """
 
     receptive_field = 41
+    slab = None  # a 2-D network (the lib.models.Denoiser contract)
 
     def __init__(self, width: int = 96):
         super().__init__()

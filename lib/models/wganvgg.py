@@ -15,6 +15,7 @@ class WGANVGG(nn.Module):
     """
 
     receptive_field = 17
+    slab = None  # a 2-D network (the lib.models.Denoiser contract)
 
     def __init__(self, width: int = 32, depth: int = 8):
         super().__init__()

@@ -18,10 +18,10 @@ import sys
 import time
 
 from lib.ct.datasets import SPLIT_OFFSETS, phantom_pairs
-from lib.models import slab_depth
-from lib.models.registry import publish
+from lib.checkpoints import publish
+from lib.models import slab_of
 from lib.paths import ROOT
-from lib.train.loops import TrainConfig, baseline, evaluate, train
+from lib.train.denoiser import TrainConfig, baseline, evaluate, train_denoiser
 
 N_TEST = 8  # held-out test phantoms for the shipped numbers
 
@@ -48,13 +48,12 @@ def ship(name: str, config: TrainConfig, device: str = "auto", command: str = ""
          resume: bool = True) -> dict:
     """Train ``config``, write ``data/NAME.pt`` and its manifest entry; returns the entry."""
     work = ROOT / "_build" / "train" / f"{name}.ckpt"
-    result = train(config, checkpoint=work, device=device, resume=resume)
+    result = train_denoiser(config, checkpoint=work, device=device, resume=resume)
     if int(os.environ.get("RANK", "0")) != 0:
         return {}
     trained_on = str(next(result.model.parameters()).device)
     model = result.model.cpu()
-    slab = slab_depth(model)
-    test = phantom_pairs("test", N_TEST, config.protocol(slab), progress=False)
+    test = phantom_pairs("test", N_TEST, config.protocol(slab_of(model)), progress=False)
     entry = {
         "architecture": config.model,
         "command": command,
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         if entry:
             print(json.dumps(entry["test"], indent=1))
     else:
-        result = train(config, checkpoint=ROOT / "_build" / "train" / f"{args.name}.ckpt",
+        result = train_denoiser(config, checkpoint=ROOT / "_build" / "train" / f"{args.name}.ckpt",
                        device=args.device, resume=not args.restart)
         print(json.dumps(result.history[-1] if result.history else {}, indent=1))
     print(f"done in {time.perf_counter() - start:.0f} s")

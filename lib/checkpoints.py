@@ -1,14 +1,17 @@
-"""Shipped checkpoints: the manifest in ``data/manifest.json`` and :func:`load`.
+"""The registry of shipped checkpoints: ``data/manifest.json`` and the verified weights it lists.
 
 Each manifest entry records how a checkpoint was made (exact command, data seeds, steps, wall time,
-hardware, validation metrics) and its sha256. :func:`load` refuses a file whose checksum differs.
+hardware, validation metrics) and its sha256. :func:`read_weights` refuses a file whose checksum
+differs, and a checkpoint of another kind than its caller loads (naming the loader to use). Both
+ship commands write through :func:`publish`; both loaders (:func:`lib.models.load` for denoisers,
+:func:`lib.invariance.load_sampler` for invariance samplers) read through :func:`read_weights`.
 
 :func:`publish` ships a checkpoint as one step. It writes the weights to ``NAME.pt.pending``, then
 the manifest with the new entry (the commit point), then renames the pending file over
 ``NAME.pt``. Interrupted before the commit, the old pair is untouched; after it, the pending file
-matches the manifest and :func:`load_checkpoint_weights` completes the rename. Manifest updates
-hold a lock on the data folder and re-read the manifest inside it, so processes registering at
-the same time never drop each other's entries.
+matches the manifest and :func:`read_weights` completes the rename. Manifest updates hold a lock
+on the data folder and re-read the manifest inside it, so processes registering at the same time
+never drop each other's entries.
 """
 
 from __future__ import annotations
@@ -21,13 +24,16 @@ import platform
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from lib.device import pick_device
 from lib.paths import DATA
 from lib.storage import atomic_save, atomic_write_text, locked
 
 MANIFEST = DATA / "manifest.json"
+
+#: The loader of each kind of shipped checkpoint; an entry's kind is its architecture up to "-"
+#: ("invariance-cinn" is an invariance sampler), any other architecture is a denoiser's.
+LOADERS = {"invariance": "lib.invariance.load_sampler"}
+DENOISER_LOADER = "lib.models.load"
 
 
 class CheckpointError(RuntimeError):
@@ -88,13 +94,28 @@ def publish(name: str, state: dict, entry: dict, device: str,
     return entry
 
 
-def load_checkpoint_weights(name: str, manifest_path: Path = MANIFEST) -> tuple[dict, dict]:
-    """The verified state dict of shipped checkpoint ``name`` and its manifest entry."""
+def loader_of(entry: dict) -> str:
+    """The function that loads a manifest entry's checkpoint (see :data:`LOADERS`)."""
+    kind = str(entry.get("architecture", "")).split("-", 1)[0]
+    return LOADERS.get(kind, DENOISER_LOADER)
+
+
+def read_weights(name: str, loader: str, manifest_path: Path = MANIFEST) -> tuple[dict, dict]:
+    """The verified state dict of shipped checkpoint ``name`` and its manifest entry.
+
+    ``loader`` is the calling loader's name; a checkpoint of another kind is refused with the name
+    of the loader that takes it and the names this one takes.
+    """
     manifest = read_manifest(manifest_path)
     if name not in manifest:
         shipped = ", ".join(sorted(manifest)) or "none"
         raise CheckpointError(f"no shipped checkpoint named {name!r}; shipped: {shipped}")
     entry = manifest[name]
+    if loader_of(entry) != loader:
+        ours = ", ".join(n for n, e in sorted(manifest.items()) if loader_of(e) == loader)
+        raise CheckpointError(f"{name!r} (architecture {entry.get('architecture')!r}) is not for "
+                              f"{loader}: load it with {loader_of(entry)}({name!r}); {loader} "
+                              f"takes {ours or 'none'}")
     path = Path(manifest_path).parent / entry["file"]
     pending = path.with_name(path.name + ".pending")
     if pending.exists() and sha256(pending) == entry["sha256"]:
@@ -108,30 +129,3 @@ def load_checkpoint_weights(name: str, manifest_path: Path = MANIFEST) -> tuple[
                               "Restore it from git or retrain with the command in the manifest.")
     state = torch.load(path, map_location="cpu", weights_only=True)
     return state["model"], entry
-
-
-def load(name: str, device: str | torch.device = "cpu", manifest_path: Path = MANIFEST) -> nn.Module:
-    """The shipped, trained model ``name`` in eval mode, its checksum verified.
-
-    Example::
-
-        >>> import lib.models
-        >>> model = lib.models.load("chen")          # doctest: +SKIP
-    """
-    from lib.models import ARCHITECTURES, build
-
-    weights, entry = load_checkpoint_weights(name, manifest_path)
-    architecture = entry.get("architecture", name)
-    if architecture not in ARCHITECTURES:
-        denoisers = [n for n, e in read_manifest(manifest_path).items()
-                     if e.get("architecture", n) in ARCHITECTURES]
-        raise CheckpointError(f"{name!r} is a {architecture} model, not a denoiser: load it with "
-                              f"lib.invariance.load({name!r}); lib.models.load takes "
-                              f"{', '.join(denoisers)}")
-    device = pick_device(device)
-    model = build(architecture)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as err:
-        raise CheckpointError(f"checkpoint {name!r} does not fit {type(model).__name__}: {err}") from err
-    return model.to(device).eval()

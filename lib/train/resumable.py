@@ -1,0 +1,145 @@
+"""One resumable training loop, shared by the denoiser and the invariance-sampler trainers.
+
+A trainer is a :class:`Task`: it builds its networks and data, says what one step does and how
+to evaluate, and names the modules and optimizers whose state a checkpoint keeps. :func:`run`
+does everything else, the same way for every task:
+
+- seeds the global random state with ``config.seed`` before the task builds its networks;
+- counts steps; step ``s`` is the task's, and its batch is fixed by ``(seed, s)`` (the task's
+  job), so nothing depends on where a run was interrupted;
+- every ``config.eval_every`` steps (and at the last) appends ``{"step", "train", "validation"}``
+  to the history;
+- every ``config.checkpoint_every`` steps (and where it stops) saves the config, step, history,
+  wall time, the task's states and the random state atomically (:mod:`lib.storage`);
+- resumes from an existing checkpoint when its config matches (``steps`` may grow), and refuses
+  one written with other settings, one holding more steps than asked, or a damaged one, by name;
+  ``resume=False`` starts over;
+- shows a tqdm bar and measures the wall time over all sessions.
+
+A run interrupted after step k and resumed therefore ends with the same weights as an
+uninterrupted one (the tests check it for the skeleton and for both trainers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from lib.device import pick_device
+from lib.storage import atomic_save
+
+
+@dataclass
+class TrainResult:
+    """A finished (or stopped) run: the network in eval mode, its history and wall time."""
+
+    model: torch.nn.Module
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    steps_done: int = 0
+
+
+class Task:
+    """What :func:`run` needs from a trainer. Subclasses set ``model`` and ``optimizer`` (and any
+    other state in :meth:`states`) in their constructor and define :meth:`step` and
+    :meth:`evaluate`."""
+
+    config = None          # a dataclass with steps, seed, eval_every, checkpoint_every
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    description = "training"
+    primary = True         # False on the data-parallel processes that neither log nor save
+
+    def states(self) -> dict:
+        """The modules and optimizers a checkpoint keeps, by the key it keeps them under."""
+        return {"model": self.model, "optimizer": self.optimizer}
+
+    def prepare(self, fresh: bool) -> None:
+        """Load data once the checkpoint (if any) is restored; ``fresh`` when starting at 0."""
+
+    def step(self, step: int) -> tuple[float, dict[str, float]]:
+        """One optimisation step; returns the loss shown and the values logged."""
+        raise NotImplementedError
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics of the current network."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the task holds (process groups)."""
+
+
+def run(make_task: Callable[[object, torch.device], Task], config, checkpoint: str | Path | None,
+        device: str = "auto", resume: bool = True, progress: bool = True,
+        stop_after: int | None = None) -> TrainResult:
+    """Train the task ``make_task(config, device)`` to ``config.steps``, checkpointing to
+    ``checkpoint`` and resuming from it (see the module docstring). ``stop_after`` ends the run
+    after that many steps in total, as an interruption would."""
+    dev = pick_device(device)
+    torch.manual_seed(config.seed)
+    task = make_task(config, dev)
+    state = {"step": 0, "history": [], "seconds": 0.0}
+    checkpoint = Path(checkpoint) if checkpoint else None
+    if checkpoint and resume and checkpoint.exists():
+        state = restore(checkpoint, config, task.states())
+    task.prepare(fresh=state["step"] == 0)
+    end = config.steps if stop_after is None else min(config.steps, stop_after)
+    bar = tqdm(range(state["step"], end), initial=state["step"], total=config.steps,
+               desc=task.description, disable=not progress or not task.primary)
+    start = time.perf_counter()
+    task.model.train()
+    for step in bar:
+        loss, logged = task.step(step)
+        bar.set_postfix(loss=f"{loss:.4g}")
+        done = step + 1
+        if task.primary and (done % config.eval_every == 0 or done == config.steps):
+            state["history"].append({"step": done, "train": logged,
+                                     "validation": task.evaluate()})
+        if task.primary and checkpoint and (done % config.checkpoint_every == 0 or done == end):
+            elapsed = state["seconds"] + time.perf_counter() - start
+            save(checkpoint, config, task.states(), done, state["history"], elapsed)
+    state["seconds"] += time.perf_counter() - start
+    task.close()
+    task.model.eval()
+    return TrainResult(task.model, state["history"], state["seconds"], end)
+
+
+def save(path: Path, config, states: dict, step: int, history: list, seconds: float) -> None:
+    """Write a training checkpoint atomically (with the global random state)."""
+    atomic_save({"config": dataclasses.asdict(config), "step": step, "history": history,
+                 "seconds": seconds, "rng": torch.get_rng_state()}
+                | {key: value.state_dict() for key, value in states.items()}, path)
+
+
+def restore(path: Path, config, states: dict) -> dict:
+    """Load a checkpoint of ``config`` into ``states``; returns its step, history and seconds."""
+    saved = read_checkpoint(path)
+    ours = dataclasses.asdict(config)
+    changed = sorted(k for k in ours if k != "steps" and saved["config"].get(k) != ours[k])
+    if changed:
+        raise ValueError(f"{path} was written with different settings ({', '.join(changed)}); "
+                         "delete it or pass resume=False (--restart) to start over")
+    if saved["step"] > config.steps:
+        raise ValueError(f"{path} already holds {saved['step']} steps, more than the "
+                         f"{config.steps} asked for; ask for at least {saved['step']} steps, or "
+                         "pass resume=False (--restart) to start over")
+    for key, value in states.items():
+        value.load_state_dict(saved[key])
+    if "rng" in saved:  # checkpoints of the first denoiser loop have none (and need none)
+        torch.set_rng_state(saved["rng"])
+    return {"step": saved["step"], "history": saved["history"], "seconds": saved["seconds"]}
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A training checkpoint's contents; a damaged file is refused by name."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # any failure to read it means the file is damaged
+        raise ValueError(f"{path} cannot be read as a checkpoint ({type(err).__name__}); the file "
+                         "is damaged: delete it to start over (or pass --restart)") from err
