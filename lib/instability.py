@@ -9,7 +9,8 @@ image-domain perturbations, the denoiser after FBP for free perturbations of the
 (:func:`through_fbp`), or the denoiser after FBP of ``s + A r`` for image perturbations entered as
 measured data (:func:`through_projection`, Antun's CT setting). The finding is the *ratio*: how much
 more the output moves for the worst ``r`` than for random perturbations of the same norm
-(:func:`random_response`, white or with a given texture such as scanner noise).
+(:func:`random_response`, white or with a given texture such as scanner noise);
+:func:`against_random` puts the worst case and both controls side by side.
 
 For small ``r`` the network is its local Jacobian and ``r = eps v_1`` (top right singular vector,
 :func:`lib.linearity.power_iteration`) attains the gain ``s_1``; :func:`worst_case` reports the
@@ -157,6 +158,64 @@ def random_response(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
     with torch.no_grad():
         reference = f(x)
         return (f(x + r) - reference).flatten(1).norm(dim=1)
+
+
+@dataclass
+class AgainstRandom:
+    """The worst perturbation of norm ``norm`` against random ones of the same norm.
+
+    ``white`` and ``textured`` hold the output changes ``||f(x + r) - f(x)||`` of the random
+    perturbations (:func:`random_response`); gains are output change over ``norm``.
+    """
+
+    worst: WorstCase
+    norm: float
+    white: torch.Tensor
+    textured: torch.Tensor
+
+    @property
+    def white_gain(self) -> float:
+        return float(self.white.mean()) / self.norm
+
+    @property
+    def textured_gain(self) -> float:
+        return float(self.textured.mean()) / self.norm
+
+    @property
+    def textured_gain_std(self) -> float:
+        """Spread of the textured gains over the realizations (0 for a single one)."""
+        return float(self.textured.std()) / self.norm if len(self.textured) > 1 else 0.0
+
+    @property
+    def over_white(self) -> float:
+        """How many times more the worst case moves the output than white noise does.
+
+        A ratio of output changes: the worst case's norm is at most ``norm``, the controls' is
+        exactly ``norm``, so the ratio never flatters the worst case.
+        """
+        return self.worst.output_change / float(self.white.mean())
+
+    @property
+    def over_textured(self) -> float:
+        """How many times more the worst case moves the output than textured noise does."""
+        return self.worst.output_change / float(self.textured.mean())
+
+
+def against_random(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, norm: float,
+                   textured: torch.Tensor, direction: torch.Tensor | None = None,
+                   steps: int = 100, n_white: int = 10, seed: int = 0) -> AgainstRandom:
+    """The worst perturbation of norm ``norm`` and two random controls of that norm.
+
+    The worst case is :func:`worst_case` with ``direction`` (e.g. ``v_1``) when given, else the
+    ascent :func:`worst_case_perturbation`; the controls are ``n_white`` white Gaussian directions
+    and the realizations ``textured`` (k, ...) of noise with a texture (scanner noise).
+    """
+    if direction is None:
+        worst = worst_case_perturbation(f, x, max_norm=norm, steps=steps, seed=seed)
+    else:
+        worst = worst_case(f, x, norm, direction, steps=steps, seed=seed)
+    white = random_response(f, x, norm, n=n_white, seed=seed)
+    return AgainstRandom(worst, norm, white, random_response(f, x, norm, directions=textured))
 
 
 def check_worst_case(gain: float, s1: float, tolerance: float = 0.01) -> None:

@@ -1,5 +1,5 @@
 """Figures shared by the chapters: the book's style, mu images with a stated window and colour
-bar, signed maps, zoom boxes, and animations.
+bar, signed maps, zoom boxes, maps over the (contrast, background) plane, and animations.
 
 Every image is shown with its display window and a colour bar in mm^-1 whose label gives the
 window in HU, so that a reader can read values off any figure. Signed quantities (Jacobian rows,
@@ -121,6 +121,30 @@ def mark_zoom(ax, zoom: tuple[slice, slice], color: str = "tab:red") -> None:
     rows, cols = zoom
     ax.add_patch(plt.Rectangle((cols.start - 0.5, rows.start - 0.5), cols.stop - cols.start,
                                rows.stop - rows.start, fill=False, color=color, lw=0.8))
+
+
+def show_plane(ax, values, contrasts, backgrounds, threshold: float | None = None,
+               points: Sequence[tuple[float, float]] = (), labels: Sequence[str] = (),
+               label_color: str = "w", **imshow):
+    """A map over the (lesion contrast, background) plane, contrast up and background across.
+
+    ``values`` is (len(contrasts), len(backgrounds)), e.g. linearisation errors
+    (:mod:`lib.linearity.approximate`); ``threshold`` draws that level as a cyan contour;
+    ``points`` (contrast, background) are drawn as stars with ``labels``; ``imshow`` passes on
+    (``cmap``, ``norm``, ...).
+    """
+    data, c, b = (_numpy(v) for v in (values, contrasts, backgrounds))
+    im = ax.imshow(data, origin="lower", aspect="auto", extent=(b[0], b[-1], c[0], c[-1]),
+                   **imshow)
+    if threshold is not None:
+        ax.contour(b, c, data, levels=[threshold], colors="cyan")
+    for k, (c0, b0) in enumerate(points):
+        ax.plot(b0, c0, "w*", ms=12, mec="k")
+        if k < len(labels):
+            ax.annotate(labels[k], (b0, c0), color=label_color, xytext=(4, 4),
+                        textcoords="offset points")
+    ax.set(xlabel="background b (mm$^{-1}$)", ylabel="lesion contrast c (mm$^{-1}$)")
+    return im
 
 
 # matplotlib's player draws its buttons with Font Awesome 4 icons from a CDN; offline they are

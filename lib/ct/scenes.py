@@ -56,6 +56,43 @@ class LesionScene:
         b = torch.as_tensor(background, dtype=self.base.dtype, device=self.base.device).reshape(shape)
         return x + b * self.background
 
+    @property
+    def radius_px(self) -> float:
+        """The lesion's radius in pixels."""
+        return self.diameter_mm / 2 / self.pixel_mm
+
+    def distance_px(self) -> torch.Tensor:
+        """(H, W): each pixel's in-plane distance from the lesion centre, in pixels."""
+        rows, cols = (torch.arange(n, dtype=torch.float64) for n in self.base.shape[-2:])
+        return torch.hypot(rows[:, None] - self.center[0], cols[None, :] - self.center[1])
+
+    def masks(self, margin: int, edge_px: float = 1.0,
+              clear_px: float = 4.0) -> dict[str, torch.Tensor]:
+        """Three sets of pixels (H, W) by their distance ``d`` from the lesion centre.
+
+        With lesion radius ``R``: the ``"lesion interior"`` ``d <= R - edge_px``; the
+        ``"lesion edge"`` ``|d - R| <= edge_px`` (it shares the ring ``d = R - edge_px`` with the
+        interior); the ``"uniform background"`` ``d >= R + clear_px`` and at least ``margin``
+        pixels from the ROI border (where the network's zero padding acts, see
+        :func:`lib.models.receptive_field.receptive_field_margin`).
+        """
+        if clear_px <= edge_px:
+            raise ValueError(f"clear_px ({clear_px}) must exceed edge_px ({edge_px}), else the "
+                             "background and the edge overlap")
+        d, radius = self.distance_px(), self.radius_px
+        return {"lesion interior": d <= radius - edge_px,
+                "lesion edge": (d - radius).abs() <= edge_px,
+                "uniform background": (d >= radius + clear_px) & self.inside(margin)}
+
+    def inside(self, margin: int) -> torch.Tensor:
+        """(H, W): the pixels at least ``margin`` pixels from the ROI border."""
+        height, width = self.base.shape[-2:]
+        if 2 * margin >= min(height, width):
+            raise ValueError(f"a margin of {margin} px leaves nothing of a {height}x{width} ROI")
+        inner = torch.zeros(height, width, dtype=torch.bool)
+        inner[margin:height - margin, margin:width - margin] = True
+        return inner
+
     def to(self, *args, **kwargs) -> LesionScene:
         """The scene with its tensors moved or cast, as ``torch.Tensor.to``."""
         moved = {k: getattr(self, k).to(*args, **kwargs)
@@ -115,6 +152,21 @@ def scanner_noise(n: int, roi_size: int = 64, I0: float = PAPER.low_I0, seed: in
     clean = scanner.fbp(scanner.project(truth))[window]
     noise = [scanner.scan(truth, I0, seed=seed + k)[window] - clean for k in range(n)]
     return torch.stack(noise)[:, None]
+
+
+def noise_slabs(noise: torch.Tensor, depth: int) -> torch.Tensor:
+    """Slabs (n, 1, depth, H, W) of different 2-D noise realizations ``noise`` (n, 1, H, W).
+
+    Slab ``j`` holds realizations ``j, j + 1, ..., j + depth - 1`` (modulo ``n``) as its slices:
+    a textured control for a 3-D network from 2-D scanner noise (:func:`scanner_noise`).
+    """
+    if noise.dim() != 4 or noise.shape[1] != 1:
+        raise ValueError(f"noise must be (n, 1, H, W) realizations, got {tuple(noise.shape)}")
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, got {depth}")
+    n = len(noise)
+    order = (torch.arange(n)[:, None] + torch.arange(depth)[None, :]) % n
+    return noise[order, 0][:, None]
 
 
 def _lung_window(truth: torch.Tensor, roi_size: int, diameter_mm: float, pixel_mm: float,

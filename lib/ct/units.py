@@ -51,3 +51,20 @@ TISSUE = {
     "trabecular_bone": hu_to_mu(250.0),
     "cortical_bone": hu_to_mu(1000.0),
 }
+
+
+def rms_hu_to_norm(rms_hu: float, n_values: int) -> float:
+    """The Euclidean norm (mm^-1) of ``n_values`` values whose root-mean-square is ``rms_hu`` HU.
+
+    ``||r|| = sqrt(n) rms_hu / HU_PER_MU``: perturbation sizes stated per pixel, in HU.
+
+    >>> round(rms_hu_to_norm(10.0, 100), 6)  # 10 HU RMS over 100 pixels
+    0.00193
+    """
+    return rms_hu / HU_PER_MU * n_values ** 0.5
+
+
+def norm_to_rms_hu(norm: float, n_values: int) -> float:
+    """The root-mean-square in HU of ``n_values`` values of Euclidean norm ``norm`` (mm^-1), the
+    inverse of :func:`rms_hu_to_norm`."""
+    return norm / n_values ** 0.5 * HU_PER_MU

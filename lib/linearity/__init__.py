@@ -10,13 +10,15 @@
   of inputs, and operating points that cover it
 - :func:`local_svd`, :func:`randomized_svd` - the SVD of a local Jacobian, dense or matrix-free
 - :func:`power_iteration` - its top singular pair, by JVP / VJP
+- :mod:`lib.linearity.noise_transfer` - noise through a network and through its linear system
 - :mod:`lib.linearity.checks` - checks of the chapters' claims that can fail (``check_*``)
 
 Networks with other nonlinearities are refused (:class:`UnsupportedNonlinearity`).
 """
 
-from lib.linearity.approximate import (Cover, ErrorTable, cover_lower_bound, greedy_cover,
-                                       linearization_errors, percent_error)
+from lib.linearity.approximate import (Cover, ErrorTable, Serving, cover_lower_bound,
+                                       greedy_cover, linearization_errors, percent_error,
+                                       percent_error_map, regions_against_threshold)
 from lib.linearity.jacobian import Linearization, jacobian, jacobian_row, linearize, sparse_jacobian
 from lib.linearity.regions import (RegionWalk, SampledPath, enumerate_regions, pattern_hash,
                                    sample_patterns)
@@ -26,5 +28,6 @@ from lib.linearity.tracing import UnsupportedNonlinearity, activation_pattern
 __all__ = ["activation_pattern", "enumerate_regions", "sample_patterns", "RegionWalk",
            "SampledPath", "pattern_hash", "jacobian", "sparse_jacobian", "jacobian_row",
            "linearize", "Linearization", "UnsupportedNonlinearity", "percent_error",
-           "linearization_errors", "ErrorTable", "greedy_cover", "Cover", "cover_lower_bound",
+           "percent_error_map", "linearization_errors", "ErrorTable", "greedy_cover", "Cover",
+           "Serving", "cover_lower_bound", "regions_against_threshold",
            "local_svd", "randomized_svd", "power_iteration", "LocalSVD"]

@@ -30,21 +30,27 @@ from lib.ct.scenes import LesionScene
 from lib.ct.units import MU_WATER
 
 
+def percent_error_map(output: torch.Tensor, approximation: torch.Tensor,
+                      floor: float = MU_WATER) -> torch.Tensor:
+    """``100 |H_i - L_i| / max(|H_i|, floor)`` at every pixel, shaped like ``output``."""
+    if output.shape != approximation.shape:
+        raise ValueError(f"output {tuple(output.shape)} and approximation "
+                         f"{tuple(approximation.shape)} differ in shape")
+    return 100 * (output - approximation).abs() / output.abs().clamp(min=floor)
+
+
 def percent_error(output: torch.Tensor, approximation: torch.Tensor, floor: float = MU_WATER,
                   margin: int = 0) -> torch.Tensor:
     """``max_i 100 |H_i - L_i| / max(|H_i|, floor)`` per sample of a batch (N, ...) -> (N,).
 
-    ``margin`` pixels at each edge of the image are left out (the network's zero padding makes
-    the border of a cropped ROI an artefact of the crop, not of the scene).
+    The largest entry of :func:`percent_error_map`. ``margin`` pixels at each edge of the image
+    are left out (the network's zero padding makes the border of a cropped ROI an artefact of the
+    crop, not of the scene).
     """
-    if output.shape != approximation.shape:
-        raise ValueError(f"output {tuple(output.shape)} and approximation "
-                         f"{tuple(approximation.shape)} differ in shape")
     if margin:
         output = output[..., margin:-margin, margin:-margin]
         approximation = approximation[..., margin:-margin, margin:-margin]
-    relative = (output - approximation).abs() / output.abs().clamp(min=floor)
-    return 100 * relative.flatten(1).amax(dim=1)
+    return percent_error_map(output, approximation, floor).flatten(1).amax(dim=1)
 
 
 @dataclass
@@ -73,6 +79,10 @@ class ErrorTable:
         i = int((self.contrasts - contrast).abs().argmin())
         j = int((self.backgrounds - background).abs().argmin())
         return i * len(self.backgrounds) + j
+
+    def error_at(self, k: int, contrast: float, background: float) -> float:
+        """The error of candidate ``k``'s linearisation at the grid point nearest (c, b)."""
+        return float(self.errors[k].flatten()[self.index(contrast, background)])
 
 
 def linearization_errors(model: torch.nn.Module, scene: LesionScene, contrasts, backgrounds,
@@ -115,6 +125,22 @@ def linearization_errors(model: torch.nn.Module, scene: LesionScene, contrasts, 
                       forward_passes=n, jvps=2 * n)
 
 
+@dataclass(frozen=True)
+class Serving:
+    """The operating point that serves one grid point, and how well.
+
+    ``region`` is the operating point's place in :attr:`Cover.points` (0 for the first chosen),
+    ``point`` its grid index, ``operating_point`` its (contrast, background); ``grid_point`` is the
+    (contrast, background) served and ``error`` the percent error of the linearisation there.
+    """
+
+    region: int
+    point: int
+    operating_point: tuple[float, float]
+    grid_point: tuple[float, float]
+    error: float
+
+
 @dataclass
 class Cover:
     """Operating points (grid indices, in the order chosen) and the partition they induce."""
@@ -136,6 +162,23 @@ class Cover:
     def assignment(self) -> torch.Tensor:
         """(n_contrast, n_background): which operating point (0, 1, ...) serves each grid point."""
         return self.table.errors[self.points].argmin(dim=0)
+
+    def serving(self, contrast: float, background: float) -> Serving:
+        """Which operating point serves the grid point nearest (``contrast``, ``background``).
+
+        It is the chosen point whose linearisation errs least there, ``argmin_k errors[k, i, j]``
+        over the chosen ``k`` (:attr:`assignment`).
+        """
+        k = self.table.index(contrast, background)
+        region = int(self.assignment.flatten()[k])
+        point = self.points[region]
+        return Serving(region, point, self.table.point(point), self.table.point(k),
+                       self.table.error_at(point, contrast, background))
+
+    @property
+    def operating_points(self) -> list[tuple[float, float]]:
+        """The (contrast, background) of each chosen operating point, in the order chosen."""
+        return [self.table.point(k) for k in self.points]
 
     @property
     def complete(self) -> bool:
@@ -178,3 +221,11 @@ def cover_lower_bound(table: ErrorTable, threshold: float) -> int:
     within = (table.errors <= threshold).flatten(1).sum(dim=1)
     n = within.shape[0]
     return -(-n // int(within.max()))
+
+
+def regions_against_threshold(table: ErrorTable, thresholds, start: int | None = None
+                              ) -> tuple[list[int], list[int]]:
+    """At each threshold, the size of the greedy cover from ``start`` (:func:`greedy_cover`) and
+    the lower bound on any cover (:func:`cover_lower_bound`): ``(counts, bounds)``."""
+    counts = [len(greedy_cover(table, th, start=start).points) for th in thresholds]
+    return counts, [cover_lower_bound(table, th) for th in thresholds]

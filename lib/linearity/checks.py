@@ -8,6 +8,8 @@ or threshold).
 - :func:`check_sampling_matches_walk` - every sampled pattern is the pattern the exact walk
   assigns to that point of the line (the sampler against the walk, sample by sample)
 - :func:`check_linear_between` - the network equals its linearisation between two points
+- :func:`check_error_table` - the error table's entries for one operating point equal the errors
+  of that point's linearisation recomputed by one JVP per grid point
 - :func:`check_cover` - every grid point is served within the threshold, recomputed by fresh
   forward passes and JVPs rather than read from the error table
 - :func:`check_svd_matches_jvp` - ``U S V^T n`` equals ``J n`` from a JVP for given inputs
@@ -25,7 +27,7 @@ from torch.func import jvp
 from lib.ct.noise import mean_frequency, noise_power_spectrum
 from lib.ct.scenes import LesionScene
 from lib.ct.units import MU_WATER
-from lib.linearity.approximate import Cover, percent_error
+from lib.linearity.approximate import Cover, ErrorTable, percent_error
 from lib.linearity.jacobian import linearize
 from lib.linearity.regions import RegionWalk, SampledPath
 from lib.linearity.planar import PlanarRegion, region_index
@@ -118,6 +120,34 @@ def check_cover(model: torch.nn.Module, scene: LesionScene, cover: Cover, margin
         raise AssertionError(f"a grid point is served with error {worst:.3f} % > threshold "
                              f"{cover.threshold} %: the cover is incomplete")
     return errors
+
+
+def check_error_table(model: torch.nn.Module, scene: LesionScene, table: ErrorTable, point: int,
+                      samples: int = 6, floor: float = MU_WATER, margin: int = 0, seed: int = 0,
+                      atol: float = 1e-3) -> float:
+    """Row ``point`` of the table equals the errors of that point's linearisation, recomputed at
+    ``samples`` random grid points by one JVP each, and is zero at the operating point itself.
+
+    The table has them from two JVPs for the whole plane (:func:`linearization_errors`); this is
+    the route of one JVP per input. Returns the largest difference (percentage points).
+    """
+    param = next(model.parameters())
+    scene = scene.to(param)
+    lin = linearize(model, scene.at(*table.point(point)), dtype=param.dtype)
+    generator = torch.Generator().manual_seed(seed)
+    some = torch.randperm(len(table.outputs), generator=generator)[:samples]
+    cb = torch.tensor([table.point(int(k)) for k in some]).to(param)
+    direct = percent_error(table.outputs[some], lin(scene.at(cb[:, 0], cb[:, 1])).cpu(), floor,
+                           margin)
+    row = table.errors[point].flatten()
+    gap = float((direct - row[some]).abs().max())
+    if gap > atol:
+        raise AssertionError(f"the table's errors for operating point {point} differ from one "
+                             f"JVP per grid point by up to {gap:.3g} percentage points")
+    if float(row[point]) > atol:
+        raise AssertionError(f"the linearisation at grid point {point} errs by "
+                             f"{float(row[point]):.3g} % at that very point: the table is wrong")
+    return gap
 
 
 def check_svd_matches_jvp(svd: LocalSVD, model: torch.nn.Module, x0: torch.Tensor,

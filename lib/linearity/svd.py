@@ -63,6 +63,23 @@ class LocalSVD:
         p = p[p > 0]
         return float(torch.exp(-(p * p.log()).sum()))
 
+    def energy_on(self, mask: torch.Tensor, vectors: slice | list[int]) -> float:
+        """Mean share of the right singular vectors ``vectors`` that lies on the pixels ``mask``.
+
+        ``mean_i sum_{p in mask} v_i[p]^2`` (each ``v_i`` has unit norm): 1 when the patterns
+        live on ``mask`` alone, ``|mask| / n`` on average for patterns spread evenly.
+        """
+        on = mask.reshape(-1).to(self.V.device)
+        if len(on) != self.V.shape[0]:
+            raise ValueError(f"the mask has {len(on)} pixels, the input {self.V.shape[0]}")
+        return float(self.V[on][:, vectors].pow(2).sum(0).mean())
+
+    def input_share(self, x: torch.Tensor, k: int | None = None) -> torch.Tensor:
+        """The share of each input's squared norm in the span of the leading ``k`` right
+        singular vectors (all computed by default), ``||V_k^T x||^2 / ||x||^2`` -> (N,)."""
+        flat = x.reshape(len(x), -1).to(self.V.dtype)
+        return (flat @ self.V[:, :k]).pow(2).sum(1) / flat.pow(2).sum(1)
+
     def preserved(self, x: torch.Tensor, threshold: float = 0.10,
                   weighted: bool = True) -> torch.Tensor:
         """The preserved part of inputs ``x`` (N, ...input shape): equation 7 as printed

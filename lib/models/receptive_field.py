@@ -13,6 +13,8 @@ import copy
 import torch
 from torch import nn
 
+from lib.models.denoiser import slab_of
+
 
 def receptive_field(model: nn.Module, size: int = 48, depth: int | None = None) -> tuple[int, ...]:
     """The receptive field (height, width), or (depth, height, width) for slab inputs.
@@ -46,3 +48,14 @@ def receptive_field(model: nn.Module, size: int = 48, depth: int | None = None) 
         size *= 2
         if size > 4096:
             raise RuntimeError("the receptive field is larger than 4096 pixels: is the network global?")
+
+
+def receptive_field_margin(model: nn.Module, depth: int | None = None) -> int:
+    """Pixels at each image edge where the network's zero padding reaches the output.
+
+    Half the larger in-plane side of the probed :func:`receptive_field`, ``max(h, w) // 2``: an
+    output pixel at least this far from the border sees no padding. ``depth`` as for
+    :func:`receptive_field`; by default the model's own slab (:func:`lib.models.slab_of`).
+    """
+    depth = slab_of(model) if depth is None else depth
+    return max(receptive_field(model, depth=depth)[-2:]) // 2
