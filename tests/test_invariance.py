@@ -17,6 +17,8 @@ from lib.invariance import (
     negative_log_likelihood,
     train_sampler,
 )
+from lib.invariance.cvae import ConditionalVAE
+from lib.invariance.training import CVAEConfig
 from lib.models import WGANVGG, ChenCNN
 
 F64 = torch.float64
@@ -87,10 +89,15 @@ def test_configs_say_what_is_missing():
         InvarianceConfig("chen", layer=0)
 
 
-def test_training_resumes_exactly(tmp_path):
-    config = InvarianceConfig("pair-average", 1, steps=6, batch_size=8, patch_size=4, n_blocks=2,
-                              hidden=8, embed_dim=4, n_train=2, n_patches=64, n_val_patches=16,
-                              eval_every=3, checkpoint_every=3)
+SMALL = {"steps": 6, "batch_size": 8, "patch_size": 4, "hidden": 8, "embed_dim": 4, "n_train": 2,
+         "n_patches": 64, "n_val_patches": 16, "eval_every": 3, "checkpoint_every": 3}
+
+
+@pytest.mark.parametrize("config", [
+    InvarianceConfig("pair-average", 1, n_blocks=2, **SMALL),
+    CVAEConfig("pair-average", 1, latent_dim=2, **SMALL),  # its residual scale is checkpointed too
+], ids=["cinn", "cvae"])
+def test_training_resumes_exactly(tmp_path, config):
     whole = train_sampler(config, tmp_path / "whole.ckpt", device="cpu", progress=False)
     part = tmp_path / "part.ckpt"
     first = train_sampler(config, part, device="cpu", progress=False, stop_after=3)
@@ -103,6 +110,8 @@ def test_training_resumes_exactly(tmp_path):
     with pytest.raises(ValueError, match="different settings.*lr"):
         train_sampler(other, part, device="cpu", progress=False)
     assert isinstance(resumed.model, nn.Module)
+    if isinstance(config, CVAEConfig):
+        assert isinstance(resumed.model, ConditionalVAE) and resumed.model.scale > 0
 
 
 def test_every_shipped_invariance_model_is_verified_and_works():
