@@ -3,7 +3,7 @@
 A page fails on: a console error or uncaught exception; a request that failed, returned an error,
 or tried to leave localhost (each is blocked and counted); Markdown left as text (a table's
 ``|---|`` row, ``$...$`` math) outside code; math that MathJax did not typeset; an image that did
-not load; code or printed output that scrolls sideways; a ``hide-input`` toggle that does not
+not load; code, printed output or a result table that scrolls sideways or is cut; a ``hide-input`` toggle that does not
 open; an animation whose buttons or slider do not change the frame; an embedded widget that was
 not drawn or does not respond.
 """
@@ -43,7 +43,9 @@ MATH = """async () => {
 }"""
 
 SIDEWAYS = """() => [...document.querySelectorAll('div.cell_input pre, div.cell_output pre')]
-  .filter(pre => pre.scrollWidth > pre.clientWidth + 1).length"""
+  .filter(pre => pre.scrollWidth > pre.clientWidth + 1).length
+  + [...document.querySelectorAll('div.cell_output table')]
+  .filter(t => t.scrollWidth > Math.min(t.clientWidth, t.parentElement.clientWidth) + 1).length"""
 
 BROKEN_IMAGES = """() => [...document.querySelectorAll('article img')]
   .filter(img => !(img.complete && img.naturalWidth > 0))
@@ -168,7 +170,7 @@ def page_problems(context, url: str, origin: str) -> list[str]:
                      for m in RAW_MATH.finditer(text)]
         failures += [f"image did not load: {src}" for src in page.evaluate(BROKEN_IMAGES)]
         if wide := page.evaluate(SIDEWAYS):
-            failures.append(f"{wide} code or output blocks scroll sideways")
+            failures.append(f"{wide} code or output blocks or tables scroll sideways")
         failures += check_toggles(page) + check_animations(page) + check_widgets(page)
     finally:
         page.close()
