@@ -34,10 +34,6 @@ class PaperProtocol:
     def field_of_view_mm(self) -> float:
         return self.size * self.pixel_mm
 
-    @property
-    def lesion_diameter_px(self) -> float:
-        return self.lesion_diameter_mm / self.pixel_mm
-
 
 #: The protocol of the book (and the default of every function that simulates a scan).
 PAPER = PaperProtocol()
