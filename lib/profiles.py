@@ -64,9 +64,6 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         # A Chen CNN trained live in the chapter (steps, training phantoms).
         "live_steps": {"quick": 20, "default": 300, "paper": 3000},
         "live_train_slices": {"quick": 4, "default": 16, "paper": 64},
-        # CPCE-3D from 2-D transfer against from scratch (steps, training slabs of 9 slices).
-        "transfer_steps": {"quick": 4, "default": 40, "paper": 400},
-        "transfer_train_slabs": {"quick": 2, "default": 6, "paper": 24},
         # Held-out test phantoms for the results table.
         "n_test": {"quick": 2, "default": 8, "paper": 32},
         # Noise realizations (of a water cylinder and of a test slab) for the noise power spectra.
@@ -75,17 +72,17 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
     "counting_linear_regions": {
         # The network of the main figures, and the ROI around the lesion (pixels).
         "model": {"quick": "chen", "default": "chen", "paper": "redcnn"},
-        "roi_size": {"quick": 32, "default": 64, "paper": 64},
+        "roi_size": {"quick": 32, "default": 48, "paper": 64},
         # Lesion contrast range walked (mm^-1); the paper's is 0.007 to 0.04.
         "contrast_start": {"quick": 0.007, "default": 0.007, "paper": 0.007},
         "contrast_end": {"quick": 0.009, "default": 0.04, "paper": 0.04},
         # Increment of the sampled (paper-style) curves over the whole range; the paper used 2e-7.
-        "sample_increment": {"quick": 1e-5, "default": 1e-5, "paper": 2e-7},
+        "sample_increment": {"quick": 1e-5, "default": 2e-5, "paper": 2e-7},
         # Width of the two zoom windows, sampled at the paper's increment 2e-7.
         "zoom_width": {"quick": 1e-5, "default": 2e-5, "paper": 2e-5},
         # The five-network table: ROI (pixels) and contrast range end.
         "table_roi_size": {"quick": 24, "default": 32, "paper": 64},
-        "table_contrast_end": {"quick": 0.0071, "default": 0.008, "paper": 0.04},
+        "table_contrast_end": {"quick": 0.0071, "default": 0.0075, "paper": 0.04},
         # Sub-intervals walked together as one batch.
         "chunks": {"quick": 4, "default": 8, "paper": 16},
         # The paper's count on its network: random points whose region widths estimate the count
@@ -93,7 +90,7 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         "count_model": {"quick": "redcnn", "default": "redcnn", "paper": "redcnn"},
         "estimate_samples": {"quick": 4, "default": 16, "paper": 64},
         # Points of the same estimate on the chapter's network, checked against its exact walk.
-        "validation_samples": {"quick": 64, "default": 64, "paper": 256},
+        "validation_samples": {"quick": 64, "default": 48, "paper": 256},
     },
     "approximately_linear_regions": {
         "model": {"quick": "chen", "default": "chen", "paper": "redcnn"},
@@ -106,9 +103,9 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         # Thresholds of the regions-against-threshold curve, and the grid and ROI of that curve.
         "curve_thresholds": {"quick": [5.0, 20.0], "default": [2.0, 3.0, 5.0, 10.0, 20.0, 40.0],
                              "paper": [1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 40.0]},
-        "curve_roi_size": {"quick": 48, "default": 64, "paper": 64},
-        "curve_n_contrasts": {"quick": 4, "default": 14, "paper": 27},
-        "curve_n_backgrounds": {"quick": 3, "default": 11, "paper": 21},
+        "curve_roi_size": {"quick": 48, "default": 48, "paper": 64},
+        "curve_n_contrasts": {"quick": 4, "default": 10, "paper": 27},
+        "curve_n_backgrounds": {"quick": 3, "default": 8, "paper": 21},
     },
     "how_it_denoises": {
         "model": {"quick": "chen", "default": "chen", "paper": "redcnn"},
@@ -147,7 +144,7 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         "n_random": {"quick": 3, "default": 10, "paper": 50},
         "power_iterations": {"quick": 10, "default": 50, "paper": 300},
         "table_norm_hu": {"quick": 10.0, "default": 10.0, "paper": 10.0},
-        "sinogram_steps": {"quick": 3, "default": 30, "paper": 200},
+        "sinogram_steps": {"quick": 3, "default": 20, "paper": 200},
         # Scanner-noise realisations for the textured random control.
         "n_textured": {"quick": 1, "default": 10, "paper": 50},
         # Lesion erasure (false negatives): search sizes as fractions of the lesion's own norm.

@@ -32,6 +32,14 @@ class Interval:
     def contains(self, value: float) -> bool:
         return self.low <= value <= self.high
 
+    def side_of(self, value: float = 0.0) -> int:
+        """+1 if the whole interval lies above ``value``, -1 if below, 0 if it contains it.
+
+        >>> Interval(0.4, 0.1, 0.7).side_of(0.0), Interval(0.4, -0.1, 0.7).side_of(0.0)
+        (1, 0)
+        """
+        return 1 if self.low > value else -1 if self.high < value else 0
+
 
 def bootstrap(values, over=None, n_boot: int = 2000, seed: int = 0,
               level: float = 0.95) -> Interval:

@@ -81,14 +81,28 @@ def test_built_only_from_piecewise_linear_parts(name):
         assert isinstance(module, ALLOWED) or type(module).__module__.startswith("lib.models"), module
 
 
-def test_2d_to_3d_transfer_computes_the_2d_network():
+@pytest.mark.parametrize("depth", CPCE3D.SLABS)
+def test_2d_to_3d_transfer_computes_the_2d_network(depth):
     cpce2d = CPCE2D()
     with torch.no_grad():
         for p in cpce2d.parameters():
             p.normal_(0, 0.1)
-    cpce3d = transfer_2d_to_3d(cpce2d)
+    cpce3d = transfer_2d_to_3d(cpce2d, slab=depth)
     slab = sample_input(cpce3d, size=40)
-    assert torch.allclose(cpce3d(slab), cpce2d(slab[:, :, 4]), rtol=1e-5, atol=1e-9)
+    assert torch.allclose(cpce3d(slab), cpce2d(slab[:, :, depth // 2]), rtol=1e-5, atol=1e-9)
+    deeper = torch.rand(2, 9, 40, 40) * 0.02  # a 9-slice slab: the network sees its centre slices
+    assert torch.allclose(denoise(cpce3d, deeper), denoise(cpce2d, deeper), rtol=1e-5, atol=1e-9)
+    # trained (perturbed) off the transfer, the 3-D network uses the neighbouring slices
+    with torch.no_grad():
+        cpce3d.convs[0].weight[:, :, 0] += 0.1
+    assert not torch.allclose(cpce3d(slab), cpce2d(slab[:, :, depth // 2]), rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("depth", CPCE3D.SLABS)
+def test_cpce3d_sees_exactly_its_slab(depth):
+    model = build("cpce3d", slab=depth)
+    assert receptive_field(model, depth=depth) == (depth, 17, 17)
+    assert slab_of(model) == depth
 
 
 def test_bias_free_cpce_is_positively_homogeneous():
@@ -100,6 +114,10 @@ def test_bias_free_cpce_is_positively_homogeneous():
 def test_bad_input_is_explained():
     with pytest.raises(ValueError, match="slabs"):
         CPCE3D()(torch.zeros(1, 1, 5, 32, 32))
+    with pytest.raises(ValueError, match="slab of 3, 5, 7, 9"):
+        CPCE3D(slab=4)
+    with pytest.raises(ValueError, match="only cpce3d"):
+        build("chen", slab=3)
     with pytest.raises(ValueError, match="divisible by 8"):
         Critic(60)
     with pytest.raises(ValueError, match="unknown architecture"):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from lib.ct.units import MU_WATER
-from lib.train import TrainConfig, train_denoiser
-from lib.train.metrics import image_quality, psnr, rmse_hu, ssim
+from lib.train import TrainConfig, late_change, train_denoiser
+from lib.train.metrics import image_quality, perceptual_loss, psnr, rmse_hu, ssim
 
 
 def tiny_config(**changes):
@@ -63,6 +63,58 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, changes):
     assert torch.equal(weights(straight.model), weights(resumed.model))
     assert [h["step"] for h in resumed.history] == [3, 6]
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+    if changes:  # the adversarial steps log the critic's Wasserstein estimate
+        assert "wasserstein" in resumed.history[-1]["train"]
+
+
+@pytest.mark.parametrize("decay", [None, 2])
+def test_a_shorter_run_is_the_first_steps_of_a_longer_one(decay):
+    """What makes ``cpce-s1-early`` the early checkpoint of ``cpce-s1``: the same recipe with
+    fewer steps (the learning-rate decay depends on the step alone)."""
+    short = train_denoiser(tiny_config(steps=3, lr_decay_steps=decay), progress=False)
+    long = train_denoiser(tiny_config(steps=6, lr_decay_steps=decay), progress=False, stop_after=3)
+    assert torch.equal(weights(short.model), weights(long.model))
+    other = train_denoiser(tiny_config(steps=3, lr_decay_steps=1 if decay else 2), progress=False)
+    assert not torch.equal(weights(short.model), weights(other.model))
+
+
+def test_perceptual_loss_compares_feature_maps():
+    torch.manual_seed(0)
+    phi = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU())
+    x = 0.01 + 0.005 * torch.rand(2, 1, 32, 32)
+    noise = 0.002 * torch.randn(x.shape)
+    assert float(perceptual_loss(x, x, phi).max()) == 0.0
+    small, large = perceptual_loss(x + noise, x, phi), perceptual_loss(x + 3 * noise, x, phi)
+    assert small.shape == (2,) and bool((small > 0).all()) and bool((large > small).all())
+    blind = torch.nn.Conv2d(1, 4, 3)  # a feature map that ignores its input sees no difference
+    torch.nn.init.zeros_(blind.weight)
+    assert float(perceptual_loss(x + noise, x, blind).max()) == 0.0
+
+
+def test_late_change_reads_the_end_of_a_run():
+    history = [{"step": s, "validation": {"rmse_hu": v}} for s, v in [(100, 50.0), (200, 40.0)]]
+    assert late_change(history, fraction=0.5) == pytest.approx(-0.2)
+    with pytest.raises(ValueError, match="evaluate more often"):
+        late_change(history, fraction=0.6)  # no evaluation at or before step 80
+    with pytest.raises(ValueError, match="strictly between"):
+        late_change(history, fraction=1.0)
+
+
+def test_every_shipped_denoiser_is_its_recipe():
+    from lib.checkpoints import read_manifest
+    from lib.models import build, load, slab_of
+    from lib.train.ship import RECIPES
+
+    manifest = read_manifest()
+    missing = set(RECIPES) - set(manifest)
+    assert not missing, f"ship every recipe: python -m lib.train NAME --ship for {sorted(missing)}"
+    for name, recipe in RECIPES.items():
+        entry = manifest[name]
+        assert entry["command"].split()[:4] in (["python", "-m", "lib.train", name],
+                                                ["python", "-m", "lib.train", "all"]), name
+        assert TrainConfig(**entry["config"]) == recipe, f"{name}: the recipe changed since shipping"
+        if recipe.loss != "autoencoder":
+            assert slab_of(load(name)) == slab_of(build(recipe.model, recipe.slab)), name
 
 
 def test_resume_refuses_other_settings(tmp_path):

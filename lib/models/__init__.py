@@ -37,11 +37,16 @@ DISPLAY_NAMES = {"chen": "Chen CNN", "redcnn": "RED-CNN", "wganvgg": "WGAN-VGG",
                  "cpce3d": "CPCE-3D"}
 
 
-def build(name: str) -> nn.Module:
-    """A new, untrained network of architecture ``name`` (one of :data:`ARCHITECTURES`)."""
+def build(name: str, slab: int | None = None) -> nn.Module:
+    """A new, untrained network of architecture ``name`` (one of :data:`ARCHITECTURES`);
+    ``slab`` sets the depth of a ``cpce3d`` (None: its default of 9 slices)."""
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
-    return ARCHITECTURES[name]()
+    if slab is None:
+        return ARCHITECTURES[name]()
+    if name != "cpce3d":
+        raise ValueError(f"only cpce3d takes a slab depth; {name!r} is a 2-D network")
+    return CPCE3D(slab=slab)
 
 
 def load(name: str, device: str | torch.device = "cpu", manifest_path=MANIFEST) -> nn.Module:
@@ -54,7 +59,7 @@ def load(name: str, device: str | torch.device = "cpu", manifest_path=MANIFEST) 
     """
     weights, entry = read_weights(name, DENOISER_LOADER, manifest_path)
     device = pick_device(device)
-    model = build(entry.get("architecture", name))
+    model = build(entry.get("architecture", name), entry.get("config", {}).get("slab"))
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lib.ct.protocol import PAPER
 from lib.models.scaling import to_mu, to_network_units
 
 
@@ -67,18 +68,26 @@ class CPCE2D(_CPCE):
 
 
 class CPCE3D(_CPCE):
-    """CPCE with 3x3x3 valid convs over a slab of 9 adjacent slices (the depth shrinks 9-7-5-3-1);
-    the conveying paths pass the centre slice of each encoder map to the 2-D decoder.
+    """CPCE over a slab of ``slab`` adjacent slices (3, 5, 7 or 9; the seed slides' CPCA-3/5/7 and
+    the public code's 9). The first ``(slab - 1) / 2`` convolutions are 3x3x3 and valid along depth,
+    the others 1x3x3, so the depth shrinks to one slice (9-7-5-3-1 for nine); the conveying paths
+    pass the centre slice of each encoder map to the 2-D decoder.
 
-    Input: a slab (B, 1, 9, H, W) of mu in mm^-1; output: the centre slice (B, 1, H, W).
-    Receptive field 9 x 17 x 17.
+    Input: a slab (B, 1, slab, H, W) of mu in mm^-1; output: the centre slice (B, 1, H, W).
+    Receptive field slab x 17 x 17.
     """
 
     receptive_field = 17
-    slab = 9
+    SLABS = (3, 5, 7, 9)
 
-    def __init__(self, width: int = 32):
+    def __init__(self, width: int = 32, slab: int = PAPER.slab):
+        if slab not in self.SLABS:
+            raise ValueError(f"CPCE3D takes a slab of {', '.join(map(str, self.SLABS))} slices, "
+                             f"got {slab}")
         super().__init__(nn.Conv3d, width)
+        self.slab = slab
+        for i in range(slab // 2, len(self.convs)):  # depth already one slice: 1x3x3 kernels
+            self.convs[i] = nn.Conv3d(width, width, (1, 3, 3), bias=False)
 
     def _conveyed(self, feature_map: torch.Tensor) -> torch.Tensor:
         return feature_map[:, :, feature_map.shape[2] // 2]
@@ -90,16 +99,18 @@ class CPCE3D(_CPCE):
 
 
 @torch.no_grad()
-def transfer_2d_to_3d(cpce2d: CPCE2D, cpce3d: CPCE3D | None = None) -> CPCE3D:
-    """A CPCE3D that computes exactly what ``cpce2d`` computes on the slab's centre slice.
+def transfer_2d_to_3d(cpce2d: CPCE2D, slab: int = PAPER.slab) -> CPCE3D:
+    """A CPCE3D over ``slab`` slices that computes exactly what ``cpce2d`` computes on the centre
+    slice.
 
-    Each 3-D kernel is initialised as ``[0, W2D, 0]`` along depth, so every layer's output slice
-    ``d`` is the 2-D layer applied to its input slice ``d + 1``; the decoder is copied.
+    Each 3x3x3 kernel is initialised as ``[0, W2D, 0]`` along depth (each 1x3x3 kernel as
+    ``[W2D]``), so every layer's output slice ``d`` is the 2-D layer applied to its input slice
+    ``d + 1``; the decoder is copied.
     """
-    cpce3d = cpce3d or CPCE3D(width=cpce2d.convs[0].out_channels)
+    cpce3d = CPCE3D(width=cpce2d.convs[0].out_channels, slab=slab)
     for conv2d, conv3d in zip(cpce2d.convs, cpce3d.convs):
         kernel = torch.zeros_like(conv3d.weight)
-        kernel[:, :, 1] = conv2d.weight
+        kernel[:, :, kernel.shape[2] // 2] = conv2d.weight
         conv3d.weight.copy_(kernel)
     cpce3d.decoder.load_state_dict(cpce2d.decoder.state_dict())
     return cpce3d

@@ -8,7 +8,8 @@ three losses (``TrainConfig.loss``):
 - ``"wgan"``: after ``warmup_steps`` of MSE, alternate ``critic_steps`` critic updates (WGAN-GP,
   gradient penalty weight ``gp_weight``) with generator updates on
   ``mse_weight * MSE + perceptual_weight * ||phi(G(x)) - phi(y)||^2 - adversarial_weight * D(G(x))``
-  (WGAN-VGG, CPCE). ``phi`` is VGG-19 when a weight file is given, else the project's feature net.
+  (WGAN-VGG, CPCE). ``phi`` is VGG-19 when a weight file is given, else the project's feature
+  net. The history logs the critic's Wasserstein estimate E[D(y)] - E[D(G(x))].
 - ``"autoencoder"``: train :class:`~lib.models.PhantomFeatures` to reconstruct noiseless patches.
 
 Inputs are low-dose patches, targets normal-dose patches (the centre slice for slab networks), as
@@ -31,11 +32,12 @@ import torch.nn.functional as F
 
 from lib.checkpoints import DENOISER_LOADER, read_weights
 from lib.ct.datasets import DoseProtocol, PairedImages, PatchDataset, phantom_pairs
+from lib.ct.protocol import PAPER
 from lib.ct.units import MU_WATER
 from lib.models import Critic, PhantomFeatures, VGG19Features, build, slab_of, transfer_2d_to_3d
 from lib.models.inference import denoise
 from lib.train import distributed
-from lib.train.metrics import image_quality
+from lib.train.metrics import image_quality, perceptual_loss
 from lib.train.resumable import Task, TrainResult, read_checkpoint, run
 
 LOSSES = ("mse", "wgan", "autoencoder")
@@ -52,12 +54,17 @@ class TrainConfig:
     batch_size: int = 16
     patch_size: int = 64
     lr: float = 1e-4
+    # learning rate lr / (1 + step / lr_decay_steps), the CPCE code's lr / (epoch + 1) with an
+    # "epoch" of lr_decay_steps steps (None: constant); it depends on the step alone, so a run
+    # with fewer steps is still the start of a longer one
+    lr_decay_steps: int | None = None
     seed: int = 0
     n_train: int = 64          # phantom slices (or slabs) in the training split
     n_val: int = 4             # validation slices, evaluated every eval_every steps
     eval_every: int = 100
     checkpoint_every: int = 100
-    size: int = 256            # simulated image size (pixels); pixel size keeps 384 mm
+    size: int = PAPER.size     # simulated image size (pixels) over PAPER's field of view
+    slab: int | None = None    # slices seen by a cpce3d (3, 5, 7 or 9; None: PAPER.slab)
     # adversarial training
     warmup_steps: int = 0
     critic_steps: int = 2
@@ -77,7 +84,7 @@ class TrainConfig:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
 
     def protocol(self, slab: int | None) -> DoseProtocol:
-        return DoseProtocol(size=self.size, pixel_mm=384.0 / self.size, slab=slab or 1)
+        return DoseProtocol(size=self.size, pixel_mm=PAPER.field_of_view_mm / self.size, slab=slab or 1)
 
 
 def train_denoiser(config: TrainConfig, checkpoint: str | Path | None = None, device: str = "auto",
@@ -108,7 +115,7 @@ class DenoiserTask(Task):
             self.critic = Critic(config.patch_size).to(device)
             self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.lr,
                                                      betas=(0.5, 0.9))
-            self.features = _features(config).to(device)
+            self.features = feature_network(config.vgg19_weights).to(device)
 
     def states(self) -> dict:
         critic = {"critic": self.critic, "critic_optimizer": self.critic_optimizer}
@@ -126,14 +133,19 @@ class DenoiserTask(Task):
 
     def step(self, step: int) -> tuple[float, dict[str, float]]:
         config, model = self.config, self.model
+        if config.lr_decay_steps:
+            for optimizer in filter(None, (self.optimizer, self.critic_optimizer)):
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr / (1 + step / config.lr_decay_steps)
         low, normal, truth = self._batch(self.patches, step)
         autoencoder = config.loss == "autoencoder"
         target = truth if autoencoder else _center_slice(normal)
         adversarial = config.loss == "wgan" and step >= config.warmup_steps
         if adversarial:
+            distances = []
             for k in range(config.critic_steps):
                 c_low, c_normal, _ = self._batch(self.critic_patches, step * config.critic_steps + k)
-                self._critic_step(c_low, _center_slice(c_normal), step, k)
+                distances.append(self._critic_step(c_low, _center_slice(c_normal), step, k))
         self.optimizer.zero_grad()
         output = model.reconstruct(truth) if autoencoder else model(low)
         loss = F.mse_loss(output / MU_WATER, target / MU_WATER)
@@ -143,7 +155,8 @@ class DenoiserTask(Task):
             perceptual = F.mse_loss(self.features(output), self.features(target))
             fooling = -self.critic(output).mean()
             loss = loss + config.perceptual_weight * perceptual + config.adversarial_weight * fooling
-            logged |= {"perceptual": perceptual.item(), "adversarial": fooling.item()}
+            logged |= {"perceptual": perceptual.item(), "adversarial": fooling.item(),
+                       "wasserstein": float(np.mean(distances))}
         loss.backward()
         distributed.average_gradients(model)
         self.optimizer.step()
@@ -161,7 +174,9 @@ class DenoiserTask(Task):
         items = [patches[i] for i in range(step * size + self.rank, (step + 1) * size, self.world)]
         return tuple(torch.stack(t).to(self.device) for t in zip(*items))
 
-    def _critic_step(self, low, normal, step, k) -> None:
+    def _critic_step(self, low, normal, step, k) -> float:
+        """One WGAN-GP update of the critic; returns its estimate of the Wasserstein distance
+        between normal-dose and generated patches, E[D(normal)] - E[D(G(low))], before the update."""
         critic, config = self.critic, self.config
         with torch.no_grad():
             fake = self.model(low)
@@ -172,15 +187,19 @@ class DenoiserTask(Task):
         (grad,) = torch.autograd.grad(critic(between).sum(), between, create_graph=True)
         penalty = ((grad.flatten(1) * MU_WATER).norm(dim=1) - 1).pow(2).mean()  # per network unit
         self.critic_optimizer.zero_grad()
-        loss = critic(fake).mean() - critic(normal).mean() + config.gp_weight * penalty
+        distance = critic(normal).mean() - critic(fake).mean()
+        loss = config.gp_weight * penalty - distance
         loss.backward()
         distributed.average_gradients(critic)
         self.critic_optimizer.step()
+        return distance.item()
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, pairs: PairedImages, loss: str = "mse") -> dict[str, float]:
-    """Image quality of the model's output against normal dose and truth, on whole images."""
+def evaluate(model: torch.nn.Module, pairs: PairedImages, loss: str = "mse",
+             features: torch.nn.Module | None = None) -> dict[str, float]:
+    """Image quality of the model's output against normal dose and truth, on whole images; with
+    ``features``, also the perceptual loss against normal dose (``perceptual``)."""
     was_training = model.training
     model.eval()
     if loss == "autoencoder":
@@ -192,18 +211,32 @@ def evaluate(model: torch.nn.Module, pairs: PairedImages, loss: str = "mse") -> 
         return image_quality(output, truth)
     output = denoise(model, pairs.low)[:, None]
     model.train(was_training)
-    return _quality_vs_normal_and_truth(output, pairs)
+    return _quality_vs_normal_and_truth(output, pairs, features)
 
 
-def baseline(pairs: PairedImages) -> dict[str, float]:
+def baseline(pairs: PairedImages, features: torch.nn.Module | None = None) -> dict[str, float]:
     """The low-dose input's own quality, measured the same way as :func:`evaluate`."""
-    return _quality_vs_normal_and_truth(_center_slice(pairs.low[:, None]), pairs)
+    return _quality_vs_normal_and_truth(_center_slice(pairs.low[:, None]), pairs, features)
 
 
-def _quality_vs_normal_and_truth(output: torch.Tensor, pairs: PairedImages) -> dict[str, float]:
-    quality = image_quality(output, _center_slice(pairs.normal[:, None]))
+def _quality_vs_normal_and_truth(output: torch.Tensor, pairs: PairedImages,
+                                 features: torch.nn.Module | None) -> dict[str, float]:
+    normal = _center_slice(pairs.normal[:, None])
+    quality = image_quality(output, normal)
+    if features is not None:
+        quality["perceptual"] = float(perceptual_loss(output, normal, features).mean())
     against_truth = image_quality(output, _center_slice(pairs.truth[:, None]))
     return quality | {f"{k}_vs_truth": v for k, v in against_truth.items()}
+
+
+def feature_network(vgg19_weights: str | None = None) -> torch.nn.Module:
+    """The fixed feature network phi of the perceptual loss: VGG-19 from a weight file the user has,
+    else the shipped ``features`` autoencoder's encoder (ImageNet weights cannot be downloaded)."""
+    if vgg19_weights:
+        return VGG19Features(vgg19_weights)
+    net = PhantomFeatures()
+    net.load_state_dict(read_weights("features", DENOISER_LOADER)[0])
+    return net.requires_grad_(False).eval()
 
 
 # --- internals -------------------------------------------------------------------------------
@@ -219,18 +252,10 @@ def _initial_model(config: TrainConfig) -> torch.nn.Module:
     if source and source.startswith("transfer:"):
         cpce2d = build("cpce2d")
         cpce2d.load_state_dict(read_weights(source.split(":", 1)[1], DENOISER_LOADER)[0])
-        return transfer_2d_to_3d(cpce2d)
-    model = build(config.model)
+        return transfer_2d_to_3d(cpce2d, config.slab or PAPER.slab)
+    model = build(config.model, config.slab)
     if source and source.startswith("shipped:"):
         model.load_state_dict(read_weights(source.split(":", 1)[1], DENOISER_LOADER)[0])
     elif source:
         model.load_state_dict(read_checkpoint(source)["model"])
     return model
-
-
-def _features(config: TrainConfig) -> torch.nn.Module:
-    if config.vgg19_weights:
-        return VGG19Features(config.vgg19_weights)
-    net = PhantomFeatures()
-    net.load_state_dict(read_weights("features", DENOISER_LOADER)[0])
-    return net.requires_grad_(False).eval()

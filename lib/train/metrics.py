@@ -66,6 +66,17 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, sigma: float = 1.5) -> torch.
     return s.flatten(1).mean(1).float()
 
 
+@torch.no_grad()
+def perceptual_loss(pred: torch.Tensor, target: torch.Tensor,
+                    features: torch.nn.Module) -> torch.Tensor:
+    """The perceptual loss of WGAN-VGG and CPCE, per image: the mean squared difference of the
+    feature maps, mean |phi(pred) - phi(target)|^2 with ``phi = features`` (for example
+    :func:`lib.train.feature_network`). Seed 003's "P.Loss" column is this with VGG-19."""
+    device = next(features.parameters()).device
+    difference = features(pred.to(device)) - features(target.to(device))
+    return difference.pow(2).flatten(1).mean(1).cpu()
+
+
 def image_quality(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
     """Mean PSNR (dB), SSIM and RMSE (HU) over a batch of (B, 1, H, W) images."""
     return {"psnr": float(psnr(pred, target).mean()), "ssim": float(ssim(pred, target).mean()),

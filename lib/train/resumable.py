@@ -110,6 +110,26 @@ def run(make_task: Callable[[object, torch.device], Task], config, checkpoint: s
     return TrainResult(task.model, state["history"], state["seconds"], end)
 
 
+def late_change(history: list[dict], fraction: float = 0.25, metric: str = "rmse_hu") -> float:
+    """How much validation ``metric`` still moved over the last ``fraction`` of a run: the relative
+    change from the last evaluation at or before ``(1 - fraction)`` of the final step to the final
+    one (negative: still improving). Near zero means the run has flattened out.
+
+    >>> late_change([{"step": s, "validation": {"rmse_hu": v}} for s, v in
+    ...              [(100, 40.0), (200, 30.0), (300, 29.0), (400, 28.5)]], fraction=0.5)
+    -0.05
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must lie strictly between 0 and 1, got {fraction}")
+    end = history[-1]["step"]
+    before = [h for h in history if h["step"] <= (1 - fraction) * end]
+    if not before:
+        raise ValueError(f"no evaluation at or before step {(1 - fraction) * end:.0f} of {end}: "
+                         "evaluate more often (eval_every) or take a larger fraction")
+    first, last = before[-1]["validation"][metric], history[-1]["validation"][metric]
+    return (last - first) / first
+
+
 def save(path: Path, config, states: dict, step: int, history: list, seconds: float) -> None:
     """Write a training checkpoint atomically (with the global random state)."""
     atomic_save({"config": dataclasses.asdict(config), "step": step, "history": history,

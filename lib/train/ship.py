@@ -3,8 +3,9 @@
 ``python -m lib.train NAME --ship`` trains ``NAME`` with its recipe below (resuming from
 ``_build/train/NAME.ckpt`` if interrupted), evaluates it on held-out test phantoms against the
 low-dose input, writes the weights to ``data/NAME.pt`` and records everything in
-``data/manifest.json``. Order matters: ``features`` before ``wganvgg`` and ``cpce2d``, and
-``cpce2d`` before ``cpce3d`` (2-D -> 3-D transfer).
+``data/manifest.json``; ``all --ship`` does so for every recipe in turn. Order matters:
+``features`` before ``wganvgg`` and ``cpce2d``, ``cpce2d`` before ``cpce3d`` (2-D -> 3-D
+transfer), and ``cpce-s1-early`` before the ``cpce-sN-transfer`` runs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from lib.ct.datasets import SPLIT_OFFSETS, phantom_pairs
 from lib.checkpoints import publish
 from lib.models import slab_of
 from lib.paths import ROOT
-from lib.train.denoiser import TrainConfig, baseline, evaluate, train_denoiser
+from lib.train.denoiser import TrainConfig, baseline, evaluate, feature_network, train_denoiser
 
 N_TEST = 8  # held-out test phantoms for the shipped numbers
 
@@ -43,6 +44,32 @@ RECIPES: dict[str, TrainConfig] = {
                           checkpoint_every=50, init_from="transfer:cpce2d"),
 }
 
+#: The MSE-only twins of the adversarial runs: the same architecture, data, batches and steps, with
+#: the MSE loss alone (the control for what the critic and the perceptual loss change).
+for _name in ("wganvgg", "cpce2d"):
+    RECIPES[f"{_name}-mse"] = dataclasses.replace(RECIPES[_name], loss="mse", warmup_steps=0)
+
+#: Seed 003's table (CPCA-1/3/5/7, transfer against scratch): CPCE over 1, 3, 5 and 7 slices
+#: ("cpce-sN"), all on the same training slabs and the same budget of SEED_TABLE_STEPS steps.
+#: "cpce-s1-early" is the first TRANSFER_FROM_STEP steps of "cpce-s1" (the same seed, so the same
+#: weights); the 3-D "-transfer" runs start from it and train the rest of the budget, the
+#: "-scratch" runs all of it.
+#: The seed's learning rates keep their 2:1 ratio (scratch : fine-tuning) and decay as its code's
+#: lr / (epoch + 1), an "epoch" of 200 steps here. The objective is MSE:
+#: the papers' WGAN-GP + perceptual objective costs about 9 s per step on a 2-core CPU.
+SEED_TABLE_SLABS = (3, 5, 7)
+SEED_TABLE_STEPS, TRANSFER_FROM_STEP = 800, 200
+_SEED_TABLE = {"loss": "mse", "batch_size": 8, "n_train": 24, "n_val": 4, "eval_every": 100,
+               "lr_decay_steps": 200}
+RECIPES["cpce-s1"] = TrainConfig("cpce2d", steps=SEED_TABLE_STEPS, lr=4e-4, **_SEED_TABLE)
+RECIPES["cpce-s1-early"] = TrainConfig("cpce2d", steps=TRANSFER_FROM_STEP, lr=4e-4, **_SEED_TABLE)
+for _slab in SEED_TABLE_SLABS:
+    RECIPES[f"cpce-s{_slab}-scratch"] = TrainConfig(
+        "cpce3d", slab=_slab, steps=SEED_TABLE_STEPS, lr=4e-4, **_SEED_TABLE)
+    RECIPES[f"cpce-s{_slab}-transfer"] = TrainConfig(
+        "cpce3d", slab=_slab, steps=SEED_TABLE_STEPS - TRANSFER_FROM_STEP, lr=2e-4,
+        init_from="transfer:cpce-s1-early", **_SEED_TABLE)
+
 
 def ship(name: str, config: TrainConfig, device: str = "auto", command: str = "",
          resume: bool = True) -> dict:
@@ -54,6 +81,7 @@ def ship(name: str, config: TrainConfig, device: str = "auto", command: str = ""
     trained_on = str(next(result.model.parameters()).device)
     model = result.model.cpu()
     test = phantom_pairs("test", N_TEST, config.protocol(slab_of(model)), progress=False)
+    features = None if config.loss == "autoencoder" else feature_network(config.vgg19_weights)
     entry = {
         "architecture": config.model,
         "command": command,
@@ -64,17 +92,18 @@ def ship(name: str, config: TrainConfig, device: str = "auto", command: str = ""
         "steps": result.steps_done,
         "wall_time_s": round(result.seconds, 1),
         "history": result.history,
-        "test": {"model": evaluate(model, test, config.loss)},
+        "test": {"model": evaluate(model, test, config.loss, features)},
     }
-    if config.loss != "autoencoder":
-        entry["test"]["low_dose_input"] = baseline(test)
+    if features is not None:
+        entry["test"]["low_dose_input"] = baseline(test, features)
     return publish(name, {"model": model.state_dict()}, entry, trained_on)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lib.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", choices=sorted(RECIPES))
+    parser.add_argument("name", choices=["all", *sorted(RECIPES)],
+                        help="a recipe, or all of them in an order that respects their dependencies")
     parser.add_argument("--ship", action="store_true",
                         help="write data/NAME.pt and its manifest entry (the recipe's settings)")
     parser.add_argument("--steps", type=int, help="override the recipe's step count")
@@ -82,19 +111,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restart", action="store_true",
                         help="ignore the saved training checkpoint and start from step 0")
     args = parser.parse_args(argv)
-    config = RECIPES[args.name]
-    if args.steps is not None:
-        config = dataclasses.replace(config, steps=args.steps,
-                                     warmup_steps=min(config.warmup_steps, args.steps))
+    if args.name == "all" and (args.steps is not None or not args.ship):
+        parser.error("'all' ships every recipe as it stands: use it with --ship and without --steps")
     command = "python -m lib.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     start = time.perf_counter()
-    if args.ship:
-        entry = ship(args.name, config, args.device, command, resume=not args.restart)
-        if entry:
-            print(json.dumps(entry["test"], indent=1))
-    else:
-        result = train_denoiser(config, checkpoint=ROOT / "_build" / "train" / f"{args.name}.ckpt",
-                       device=args.device, resume=not args.restart)
-        print(json.dumps(result.history[-1] if result.history else {}, indent=1))
+    for name in RECIPES if args.name == "all" else [args.name]:  # RECIPES is in dependency order
+        config = RECIPES[name]
+        if args.steps is not None:
+            config = dataclasses.replace(config, steps=args.steps,
+                                         warmup_steps=min(config.warmup_steps, args.steps))
+        if args.ship:
+            entry = ship(name, config, args.device, command, resume=not args.restart)
+            if entry:
+                print(name, json.dumps(entry["test"], indent=1))
+        else:
+            result = train_denoiser(config, checkpoint=ROOT / "_build" / "train" / f"{name}.ckpt",
+                                    device=args.device, resume=not args.restart)
+            print(json.dumps(result.history[-1] if result.history else {}, indent=1))
     print(f"done in {time.perf_counter() - start:.0f} s")
     return 0
