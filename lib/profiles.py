@@ -62,7 +62,7 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "training_denoisers": {
         # A Chen CNN trained live in the chapter (steps, training phantoms).
-        "live_steps": {"quick": 20, "default": 300, "paper": 3000},
+        "live_steps": {"quick": 20, "default": 200, "paper": 3000},
         "live_train_slices": {"quick": 4, "default": 16, "paper": 64},
         # Held-out test phantoms for the results table.
         "n_test": {"quick": 2, "default": 8, "paper": 32},
@@ -82,7 +82,7 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         "zoom_width": {"quick": 1e-5, "default": 2e-5, "paper": 2e-5},
         # The five-network table: ROI (pixels) and contrast range end.
         "table_roi_size": {"quick": 24, "default": 32, "paper": 64},
-        "table_contrast_end": {"quick": 0.0071, "default": 0.0075, "paper": 0.04},
+        "table_contrast_end": {"quick": 0.0071, "default": 0.0072, "paper": 0.04},
         # Sub-intervals walked together as one batch.
         "chunks": {"quick": 4, "default": 8, "paper": 16},
         # The paper's count on its network: random points whose region widths estimate the count
