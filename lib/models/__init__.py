@@ -39,7 +39,7 @@ DISPLAY_NAMES = {"chen": "Chen CNN", "redcnn": "RED-CNN", "wganvgg": "WGAN-VGG",
 
 def build(name: str, slab: int | None = None) -> nn.Module:
     """A new, untrained network of architecture ``name`` (one of :data:`ARCHITECTURES`);
-    ``slab`` sets the depth of a ``cpce3d`` (None: its default of 9 slices)."""
+    ``slab`` sets the depth of a ``cpce3d`` (None: its default, ``PAPER.slab``)."""
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
     if slab is None:

@@ -44,9 +44,10 @@ RECIPES: dict[str, TrainConfig] = {
                           checkpoint_every=50, init_from="transfer:cpce2d"),
 }
 
-#: The MSE-only twins of the adversarial runs: the same architecture, data, batches and steps, with
-#: the MSE loss alone (the control for what the critic and the perceptual loss change).
-for _name in ("wganvgg", "cpce2d"):
+#: The adversarial runs with an MSE-only twin "NAME-mse": the same architecture, data, batches and
+#: steps, with the MSE loss alone (the control for what the critic and the perceptual loss change).
+MSE_TWINS = ("wganvgg", "cpce2d")
+for _name in MSE_TWINS:
     RECIPES[f"{_name}-mse"] = dataclasses.replace(RECIPES[_name], loss="mse", warmup_steps=0)
 
 #: Seed 003's table (CPCA-1/3/5/7, transfer against scratch): CPCE over 1, 3, 5 and 7 slices
