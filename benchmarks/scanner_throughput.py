@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from skimage.transform import iradon, radon
 
-from lib.ct import Scanner, thorax_phantom
+from lib.ct import PAPER, Scanner, thorax_phantom
 from results import write_result  # benchmarks/results.py
 
 
@@ -33,14 +33,14 @@ def timed(fn, repeats):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--size", type=int, default=PAPER.size)
     parser.add_argument("--angles", type=int, default=360)
     parser.add_argument("--slices", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(max(torch.get_num_threads(), 1))
 
-    pixel_mm = 384.0 / args.size
+    pixel_mm = PAPER.field_of_view_mm / args.size
     truth = torch.stack([thorax_phantom(args.size, pixel_mm, seed=s) for s in range(args.slices)])
     scanner = Scanner(args.size, pixel_mm, args.angles, filter="ramp")
     degrees = np.degrees(scanner.angles)

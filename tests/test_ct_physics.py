@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -51,6 +52,19 @@ def test_slab_is_continuous_along_z():
     far = (slab[8] - slab[0]).abs().mean().item()
     assert max(step) < far  # neighbours are more alike than the ends of the slab
     assert torch.allclose(slab[4], thorax_phantom(128, 3.0, seed=0, z_mm=0.0))
+
+
+def test_phantom_texture_equals_its_plane_wave_sum():
+    """The separable evaluation of the lung texture is the sum of cosines it stands for."""
+    from lib.ct.phantom import _Thorax
+    thorax = _Thorax(7)
+    coords = (np.arange(40) - 19.5) * 2.5
+    y, x = np.meshgrid(coords, coords, indexing="ij")
+    k, phi = thorax.wave_k, thorax.wave_phase
+    direct = np.cos(k[:, 0, None, None] * x + k[:, 1, None, None] * y + k[:, 2, None, None] * 3.0
+                    + phi[:, None, None]).sum(0) / np.sqrt(len(phi) / 2)
+    np.testing.assert_allclose(thorax._texture(x, y, 3.0, 1.0), direct, atol=1e-12)
+    assert not np.allclose(thorax._texture(x, y.T, 3.0, 1.0), direct, atol=1e-3)  # axes matter
 
 
 def test_phantom_rejects_impossible_grids():
