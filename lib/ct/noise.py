@@ -171,14 +171,15 @@ def uniform_roi(truth: torch.Tensor, size: int, window: tuple[float, float]) -> 
 
 
 def scan_realizations(scanner: Scanner, mu: torch.Tensor, I0: float, n: int,
-                      seed: int = 0) -> torch.Tensor:
+                      seed: int = 0, window: tuple[slice, slice] | None = None) -> torch.Tensor:
     """``n`` independent scans of ``mu`` at ``I0`` photons per ray, (n, *mu.shape): the same as
-    ``scanner.scan(mu, I0, seed=seed + k)`` for k < n, projecting ``mu`` only once."""
+    ``scanner.scan(mu, I0, seed=seed + k, window=window)`` for k < n, projecting ``mu`` only once.
+    With ``window`` (rows, cols) only those pixels are reconstructed."""
     if n < 1:
         raise ValueError(f"need at least one realization, got n={n}")
     sinogram = scanner.project(mu)
-    return torch.stack([scanner.fbp(scanner.line_integrals(scanner.counts(sinogram, I0, seed + k), I0))
-                        for k in range(n)])
+    return torch.stack([scanner.fbp(scanner.line_integrals(scanner.counts(sinogram, I0, seed + k), I0),
+                                    window=window) for k in range(n)])
 
 
 def paired_noise_std(low: torch.Tensor, normal: torch.Tensor, mask: torch.Tensor,
@@ -215,11 +216,11 @@ def output_spectra(scanner: Scanner, slab: torch.Tensor, low_I0: float, normal_I
     if slab.dim() != 3 or slab.shape[0] % 2 == 0:
         raise ValueError(f"need a (D, H, W) slab with an odd D, got {tuple(slab.shape)}")
     center = slab.shape[0] // 2
-    low = scan_realizations(scanner, slab, low_I0, n, seed)
-    normal = scan_realizations(scanner, slab[center], normal_I0, n, seed + n)
     outer, inner = with_margin(roi, margin, slab.shape)
-    images = {"normal dose": normal[(..., *roi)], "low-dose input": low[:, center][(..., *roi)]}
-    images |= {label: net(low[(..., *outer)])[(..., *inner)] for label, net in denoisers.items()}
+    low = scan_realizations(scanner, slab, low_I0, n, seed, window=outer)
+    normal = scan_realizations(scanner, slab[center], normal_I0, n, seed + n, window=roi)
+    images = {"normal dose": normal, "low-dose input": low[:, center][(..., *inner)]}
+    images |= {label: net(low)[(..., *inner)] for label, net in denoisers.items()}
     return {label: NoiseSpectra.of(scale * image, scanner.pixel_mm) for label, image in images.items()}
 
 

@@ -19,6 +19,11 @@ with zero padding in torch; ``A^T`` is ASTRA's back-projector, the exact adjoint
 projector. :meth:`project` and :meth:`backproject` are an autograd pair (each one's gradient is
 the other), so gradients flow through :meth:`fbp` and :meth:`project` to the image.
 
+A ``window`` (rows, cols) of the image grid makes :meth:`backproject`, :meth:`fbp` and
+:meth:`scan` reconstruct only those pixels: the back-projector then walks each ray over the window
+alone (about 20x faster for a 64-pixel ROI of a 512 grid) and gives what the whole image has
+there, to float32 rounding.
+
 ASTRA's CPU projectors are used for tensors on the CPU, its CUDA projectors for tensors on a GPU
 (when ASTRA was built with CUDA and sees a GPU).
 """
@@ -34,6 +39,9 @@ import torch
 from lib.ct.protocol import PAPER
 
 FILTERS = ("ramp", "hann")
+
+#: Rows and columns of the image grid, ``(slice(r0, r1), slice(c0, c1))``.
+Window = tuple[slice, slice]
 
 
 class Scanner:
@@ -77,7 +85,7 @@ class Scanner:
         self._vol_geom = astra.create_vol_geom(self.size, self.size, -half, half, -half, half)
         self._proj_geom = astra.create_proj_geom("parallel", self.detector_mm, self.n_detectors,
                                                  self.angles)
-        self._projectors: dict[str, int] = {}
+        self._projectors: dict[tuple, int] = {}
         self._filters: dict[tuple, torch.Tensor] = {}
 
     def __repr__(self) -> str:
@@ -100,10 +108,11 @@ class Scanner:
         self._check_image(mu)
         return _Project.apply(mu, self)
 
-    def backproject(self, sinogram: torch.Tensor) -> torch.Tensor:
-        """The adjoint A^T: (..., n_angles, n_detectors) -> (..., H, W)."""
+    def backproject(self, sinogram: torch.Tensor, window: Window | None = None) -> torch.Tensor:
+        """The adjoint A^T: (..., n_angles, n_detectors) -> (..., H, W), or the pixels of
+        ``window`` (rows, cols) alone."""
         self._check_sinogram(sinogram)
-        return _Backproject.apply(sinogram, self)
+        return _Backproject.apply(sinogram, self, self._checked_window(window))
 
     def filter_sinogram(self, sinogram: torch.Tensor, filter: str | None = None) -> torch.Tensor:
         """Convolve each view with the ramp kernel (times a window); units become mm^-2."""
@@ -113,11 +122,13 @@ class Scanner:
         spectrum = torch.fft.rfft(sinogram, n=padded, dim=-1) * kernel
         return torch.fft.irfft(spectrum, n=padded, dim=-1)[..., : self.n_detectors]
 
-    def fbp(self, sinogram: torch.Tensor, filter: str | None = None) -> torch.Tensor:
-        """Filtered back-projection of line integrals to a mu image in mm^-1."""
+    def fbp(self, sinogram: torch.Tensor, filter: str | None = None,
+            window: Window | None = None) -> torch.Tensor:
+        """Filtered back-projection of line integrals to a mu image in mm^-1 (or to the pixels of
+        ``window`` alone)."""
         filtered = self.filter_sinogram(sinogram, filter)
         scale = math.pi / self.n_angles * self.detector_mm / self.pixel_mm ** 2
-        return self.backproject(filtered) * scale
+        return self.backproject(filtered, window) * scale
 
     # --- measurement -------------------------------------------------------------------------
 
@@ -146,11 +157,12 @@ class Scanner:
 
     def scan(self, mu: torch.Tensor, I0: float, seed: int | None = None,
              electronic_noise: float = 0.0, min_counts: float = 1.0,
-             filter: str | None = None) -> torch.Tensor:
+             filter: str | None = None, window: Window | None = None) -> torch.Tensor:
         """Simulate a scan at ``I0`` photons per ray and reconstruct it with FBP (mm^-1).
 
         ``seed`` makes the noise reproducible (one generator for the whole batch). ``mu`` must be
-        a finite, non-negative attenuation map (nothing attenuates less than vacuum).
+        a finite, non-negative attenuation map (nothing attenuates less than vacuum). With
+        ``window`` (rows, cols), only those pixels are reconstructed.
         """
         self._check_image(mu)
         if not torch.isfinite(mu).all() or (mu < 0).any():
@@ -158,7 +170,7 @@ class Scanner:
                              f"{int((~torch.isfinite(mu)).sum())} NaN/inf pixels; clamp a "
                              "reconstruction with mu.clamp(min=0) before scanning it")
         counts = self.counts(self.project(mu), I0, seed, electronic_noise)
-        return self.fbp(self.line_integrals(counts, I0, min_counts), filter)
+        return self.fbp(self.line_integrals(counts, I0, min_counts), filter, window)
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -193,16 +205,43 @@ class Scanner:
             self._filters[key] = torch.as_tensor(response, dtype=dtype, device=device)
         return self._filters[key]
 
-    def _projector(self, device: torch.device) -> int:
-        kind = "cuda" if device.type == "cuda" and astra.use_cuda() else "linear"
-        if kind not in self._projectors:
-            self._projectors[kind] = astra.create_projector(kind, self._proj_geom, self._vol_geom)
-        return self._projectors[kind]
+    def _checked_window(self, window: Window | None) -> tuple[tuple[int, int], ...] | None:
+        """``window`` as ((row0, row1), (col0, col1)); a clear error unless it is two slices
+        with unit step inside the image."""
+        if window is None:
+            return None
+        problem = f"window must be (rows, cols), two slices inside the {self.size}x{self.size} image"
+        if not (isinstance(window, tuple) and len(window) == 2
+                and all(isinstance(w, slice) for w in window)):
+            raise ValueError(f"{problem}, got {window!r}")
+        bounds = []
+        for w in window:
+            if w.step not in (None, 1) or w.start is None or w.stop is None:
+                raise ValueError(f"{problem} with explicit start and stop and no step, got {window!r}")
+            if not 0 <= w.start < w.stop <= self.size:
+                raise ValueError(f"{problem}, non-empty, got {window!r}")
+            bounds.append((int(w.start), int(w.stop)))
+        return tuple(bounds)
 
-    def _apply(self, x: torch.Tensor, adjoint: bool) -> torch.Tensor:
-        """ASTRA forward (or back) projection of every image (or sinogram) in a batch."""
-        pid = self._projector(x.device)
-        out_shape = (self.size, self.size) if adjoint else self.sinogram_shape
+    def _projector(self, device: torch.device, window: tuple | None = None) -> int:
+        kind = "cuda" if device.type == "cuda" and astra.use_cuda() else "linear"
+        if (kind, window) not in self._projectors:
+            geometry = self._vol_geom
+            if window is not None:  # the same pixels, a smaller grid: row 0 is the top (max y)
+                (r0, r1), (c0, c1) = window
+                half, px = self.size * self.pixel_mm / 2, self.pixel_mm
+                geometry = astra.create_vol_geom(r1 - r0, c1 - c0, -half + c0 * px, -half + c1 * px,
+                                                 half - r1 * px, half - r0 * px)
+            self._projectors[kind, window] = astra.create_projector(kind, self._proj_geom, geometry)
+        return self._projectors[kind, window]
+
+    def _apply(self, x: torch.Tensor, adjoint: bool, window: tuple | None = None) -> torch.Tensor:
+        """ASTRA forward (or back) projection of every image (or sinogram) in a batch; with
+        ``window`` the images are that window of the grid."""
+        pid = self._projector(x.device, window)
+        image_shape = ((self.size, self.size) if window is None
+                       else tuple(stop - start for start, stop in window))
+        out_shape = image_shape if adjoint else self.sinogram_shape
         flat = x.detach().reshape(-1, *x.shape[-2:]).to("cpu", torch.float32).numpy()
         out = np.empty((len(flat), *out_shape), dtype=np.float32)
         for i, item in enumerate(flat):
@@ -240,10 +279,10 @@ class _Project(torch.autograd.Function):
 
 class _Backproject(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, sinogram, scanner):
-        ctx.scanner = scanner
-        return scanner._apply(sinogram, adjoint=True)
+    def forward(ctx, sinogram, scanner, window):
+        ctx.scanner, ctx.window = scanner, window
+        return scanner._apply(sinogram, adjoint=True, window=window)
 
     @staticmethod
     def backward(ctx, grad):
-        return ctx.scanner._apply(grad, adjoint=False), None
+        return ctx.scanner._apply(grad, adjoint=False, window=ctx.window), None, None

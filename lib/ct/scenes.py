@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from lib.ct.lesion import lesion_profile, lung_lesion_site
+from lib.ct.noise import scan_realizations
 from lib.ct.phantom import thorax_phantom, thorax_slab
 from lib.ct.protocol import PAPER
 from lib.ct.scanner import Scanner
@@ -113,11 +114,11 @@ def lung_lesion_scene(roi_size: int = 64, diameter_mm: float = PAPER.lesion_diam
     scanner = Scanner(size, pixel_mm)
     if slab:
         volume = thorax_slab(slab, size, pixel_mm, pixel_mm, seed=seed)
-        low = scanner.scan(volume, I0, seed=seed)[(slice(None), *window)]
+        low = scanner.scan(volume, I0, seed=seed, window=window)
         center = (slab // 2, half, half)
         profile = lesion_profile(low.shape, center, diameter_mm, pixel_mm)
         return LesionScene(low[None, None], profile[None, None], (half, half), pixel_mm, diameter_mm)
-    low = scanner.scan(truth, I0, seed=seed)[window]
+    low = scanner.scan(truth, I0, seed=seed, window=window)
     profile = lesion_profile(low.shape, (half, half), diameter_mm, pixel_mm)
     return LesionScene(low[None, None], profile[None, None], (half, half), pixel_mm, diameter_mm)
 
@@ -149,9 +150,8 @@ def scanner_noise(n: int, roi_size: int = 64, I0: float = PAPER.low_I0, seed: in
     truth = thorax_phantom(size, pixel_mm, seed=seed)
     window = _lung_window(truth, roi_size, PAPER.lesion_diameter_mm, pixel_mm, seed)
     scanner = Scanner(size, pixel_mm)
-    clean = scanner.fbp(scanner.project(truth))[window]
-    noise = [scanner.scan(truth, I0, seed=seed + k)[window] - clean for k in range(n)]
-    return torch.stack(noise)[:, None]
+    clean = scanner.fbp(scanner.project(truth), window=window)
+    return (scan_realizations(scanner, truth, I0, n, seed, window=window) - clean)[:, None]
 
 
 def noise_slabs(noise: torch.Tensor, depth: int) -> torch.Tensor:
