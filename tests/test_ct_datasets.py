@@ -9,7 +9,7 @@ import torch
 from dicom_files import write_series
 from lib.ct import MU_WATER
 from lib.ct.datasets import (DoseProtocol, PatchDataset, dicom_pairs, fit_to_grid, measured_pairs,
-                             phantom_pairs, split_seeds)
+                             phantom_pairs, simulate_pairs, split_seeds)
 
 SMALL = DoseProtocol(size=96, pixel_mm=4.0, n_angles=90)
 
@@ -35,6 +35,19 @@ def test_pairs_are_deterministic_and_noisier_at_low_dose():
     err_low = (a.low - a.truth).pow(2).mean()
     err_normal = (a.normal - a.truth).pow(2).mean()
     assert err_low > err_normal  # at 4 mm pixels the Hann blur is most of both errors
+
+
+def test_workers_do_not_change_the_pairs():
+    serial = phantom_pairs("validation", 3, SMALL, cache=False, progress=False, workers=1)
+    parallel = phantom_pairs("validation", 3, SMALL, cache=False, progress=False, workers=2)
+    for name in ("low", "normal", "truth"):
+        assert torch.equal(getattr(serial, name), getattr(parallel, name))
+    rescanned = simulate_pairs(serial.truth, SMALL, serial.seeds, progress=False, workers=2)
+    assert torch.equal(rescanned.low, serial.low)
+    assert not torch.equal(simulate_pairs(serial.truth, SMALL, [7, 8, 9], progress=False).low,
+                           serial.low)  # the noise follows the seeds
+    with pytest.raises(ValueError, match="workers must be"):
+        phantom_pairs("validation", 1, SMALL, cache=False, workers=0)
 
 
 def test_cache_round_trip_leaves_no_partial_files(tmp_path):

@@ -11,15 +11,22 @@ offline by :func:`real_slice_file`); the book uses them for evaluation only, nev
 
 Simulated pairs are deterministic in their seeds and cached on disk under
 ``lib.paths.cache_dir("datasets")``; a cache file is written to a temporary name and renamed, so
-two processes building the same cache both end with a complete file.
+two processes building the same cache both end with a complete file. Large sets are simulated in
+one worker process per available core; every example depends on its own seed alone, so the result
+is the same whatever the number of workers.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import multiprocessing
+import os
 import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +49,9 @@ SPLIT_OFFSETS = {"train": 0, "validation": 1_000_000, "test": 2_000_000}
 REAL_SLICES = {"abdomen": "explicit_VR-UN.dcm", "neck": "bad_sequence.dcm", "head": "693_UNCR.dcm"}
 
 _CACHE_VERSION = 1  # bump when the phantom or the scanner changes what a seed produces
+#: Sets smaller than this many pixels are simulated in this process: below it, starting worker
+#: processes (a few seconds each) costs more than it saves.
+PARALLEL_FROM_PIXELS = 4 * 512 * 512
 
 
 @dataclass(frozen=True)
@@ -92,21 +102,25 @@ def split_seeds(split: str, n: int) -> list[int]:
 
 
 def simulate_pairs(truth: torch.Tensor, protocol: DoseProtocol, seeds: list[int],
-                   progress: bool = True) -> PairedImages:
-    """Scan each ground-truth image (or slab) at both doses; example k's noise comes from seeds[k]."""
+                   progress: bool = True, workers: int | None = None) -> PairedImages:
+    """Scan each ground-truth image (or slab) at both doses; example k's noise comes from seeds[k].
+
+    ``workers``: processes to simulate in (None: one per available core for a large set, see
+    :data:`PARALLEL_FROM_PIXELS`)."""
     if len(seeds) != len(truth):
         raise ValueError(f"need one seed per image: {len(seeds)} seeds for {len(truth)} images")
-    scanner = protocol.scanner()
-    low, normal = torch.empty_like(truth), torch.empty_like(truth)
-    for k in tqdm(range(len(truth)), desc="scanning", disable=not progress, leave=False):
-        normal[k] = scanner.scan(truth[k], protocol.normal_I0, seed=2 * seeds[k])
-        low[k] = scanner.scan(truth[k], protocol.low_I0, seed=2 * seeds[k] + 1)
+    scans = _map(functools.partial(_scan_pair, protocol), list(zip(truth, seeds)),
+                 _workers(workers, protocol, len(truth)), "scanning", progress)
+    normal, low = (torch.stack(t) for t in zip(*scans))
     return PairedImages(low=low, normal=normal, truth=truth, seeds=list(seeds))
 
 
 def phantom_pairs(split: str, n: int, protocol: DoseProtocol = DoseProtocol(),
-                  cache: bool = True, progress: bool = True) -> PairedImages:
-    """``n`` simulated pairs of ``split``, from phantoms with the split's seeds (cached on disk)."""
+                  cache: bool = True, progress: bool = True,
+                  workers: int | None = None) -> PairedImages:
+    """``n`` simulated pairs of ``split``, from phantoms with the split's seeds (cached on disk).
+
+    ``workers``: processes to simulate in (None: one per available core for a large set)."""
     seeds = split_seeds(split, n)
     path = None
     if cache:
@@ -120,9 +134,10 @@ def phantom_pairs(split: str, n: int, protocol: DoseProtocol = DoseProtocol(),
                 raise ValueError(f"the cached dataset {path} cannot be read "
                                  f"({type(err).__name__}); it is damaged: delete it and it is "
                                  "simulated again") from err
-    truth = torch.stack([_phantom(protocol, s) for s in
-                         tqdm(seeds, desc=f"{split} phantoms", disable=not progress, leave=False)])
-    pairs = simulate_pairs(truth, protocol, seeds, progress)
+    examples = _map(functools.partial(_phantom_pair, protocol), [(s,) for s in seeds],
+                    _workers(workers, protocol, n), f"{split} phantoms", progress)
+    truth, normal, low = (torch.stack(t) for t in zip(*examples))
+    pairs = PairedImages(low=low, normal=normal, truth=truth, seeds=list(seeds))
     if path is not None:
         atomic_save(dataclasses.asdict(pairs), path)
     return pairs
@@ -233,6 +248,46 @@ class PatchDataset(torch.utils.data.Dataset):
             if self.pairs.truth[window].mean() >= self.min_mean:
                 break
         return tuple(t[window].unsqueeze(0) for t in (self.pairs.low, self.pairs.normal, self.pairs.truth))
+
+
+def _workers(workers: int | None, protocol: DoseProtocol, n: int) -> int:
+    if workers is not None:
+        if isinstance(workers, bool) or int(workers) != workers or workers < 1:
+            raise ValueError(f"workers must be a whole number of at least 1, got {workers!r}")
+        return int(workers)
+    if n * protocol.slab * protocol.size ** 2 < PARALLEL_FROM_PIXELS:
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _map(fn: Callable, items: Sequence[tuple], workers: int, desc: str, progress: bool) -> list:
+    """``[fn(*item) for item in items]``, in ``workers`` spawned processes when more than one."""
+    bar = functools.partial(tqdm, total=len(items), desc=desc, disable=not progress, leave=False)
+    workers = min(workers, len(items))
+    if workers <= 1:
+        return [fn(*item) for item in bar(items)]
+    context = multiprocessing.get_context("spawn")  # fork is unsafe once torch has threads
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
+                             initargs=(1,)) as pool:
+        return list(bar(pool.map(fn, *zip(*items))))
+
+
+@functools.cache
+def _scanner(protocol: DoseProtocol) -> Scanner:
+    return protocol.scanner()
+
+
+def _scan_pair(protocol: DoseProtocol, truth: torch.Tensor, seed: int) -> tuple[torch.Tensor, ...]:
+    """(normal, low): ``truth`` scanned at both doses with the noise of ``seed``."""
+    scanner = _scanner(protocol)
+    return (scanner.scan(truth, protocol.normal_I0, seed=2 * seed),
+            scanner.scan(truth, protocol.low_I0, seed=2 * seed + 1))
+
+
+def _phantom_pair(protocol: DoseProtocol, seed: int) -> tuple[torch.Tensor, ...]:
+    """(truth, normal, low) of the phantom of ``seed``."""
+    truth = _phantom(protocol, seed)
+    return (truth, *_scan_pair(protocol, truth, seed))
 
 
 def _phantom(protocol: DoseProtocol, seed: int) -> torch.Tensor:
