@@ -109,7 +109,8 @@ def simulate_pairs(truth: torch.Tensor, protocol: DoseProtocol, seeds: list[int]
     :data:`PARALLEL_FROM_PIXELS`)."""
     if len(seeds) != len(truth):
         raise ValueError(f"need one seed per image: {len(seeds)} seeds for {len(truth)} images")
-    scans = _map(functools.partial(_scan_pair, protocol), list(zip(truth, seeds)),
+    # each image on its own (a view would carry the whole batch's storage to a worker)
+    scans = _map(functools.partial(_scan_pair, protocol), [(t.clone(), s) for t, s in zip(truth, seeds)],
                  _workers(workers, protocol, len(truth)), "scanning", progress)
     normal, low = (torch.stack(t) for t in zip(*scans))
     return PairedImages(low=low, normal=normal, truth=truth, seeds=list(seeds))
