@@ -10,13 +10,13 @@ time of each, their ratio, and the cores. One run, one machine:
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import time
 
 import torch
 
 from lib.ct.datasets import DoseProtocol, phantom_pairs
+from lib.device import available_cores
 from results import write_result  # benchmarks/results.py
 
 
@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--slab", type=int, default=1, help="slices per example")
     args = parser.parse_args()
     protocol = DoseProtocol(slab=args.slab)
-    cores = len(os.sched_getaffinity(0))
+    cores = available_cores()
     timings, pairs = {}, {}
     for workers in (1, cores):
         start = time.perf_counter()

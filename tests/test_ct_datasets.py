@@ -37,9 +37,20 @@ def test_pairs_are_deterministic_and_noisier_at_low_dose():
     assert err_low > err_normal  # at 4 mm pixels the Hann blur is most of both errors
 
 
-def test_workers_do_not_change_the_pairs():
+def test_workers_do_not_change_the_pairs(monkeypatch):
+    from lib.ct import datasets
+    pools = []
+
+    class CountedPool(datasets.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            pools.append(args)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(datasets, "ProcessPoolExecutor", CountedPool)
     serial = phantom_pairs("validation", 3, SMALL, cache=False, progress=False, workers=1)
+    assert not pools
     parallel = phantom_pairs("validation", 3, SMALL, cache=False, progress=False, workers=2)
+    assert len(pools) == 1  # the pairs did come from two worker processes
     for name in ("low", "normal", "truth"):
         assert torch.equal(getattr(serial, name), getattr(parallel, name))
     rescanned = simulate_pairs(serial.truth, SMALL, serial.seeds, progress=False, workers=2)
@@ -48,6 +59,7 @@ def test_workers_do_not_change_the_pairs():
                            serial.low)  # the noise follows the seeds
     with pytest.raises(ValueError, match="workers must be"):
         phantom_pairs("validation", 1, SMALL, cache=False, workers=0)
+    assert len(phantom_pairs("validation", 0, SMALL, cache=False, progress=False)) == 0
 
 
 def test_cache_round_trip_leaves_no_partial_files(tmp_path):

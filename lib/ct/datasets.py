@@ -25,7 +25,7 @@ import json
 import multiprocessing
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +39,7 @@ from lib.ct.dicom import read_dicom
 from lib.ct.phantom import thorax_phantom, thorax_slab
 from lib.ct.protocol import PAPER
 from lib.ct.scanner import Scanner
+from lib.device import available_cores
 from lib.paths import cache_dir
 from lib.storage import atomic_save
 
@@ -109,10 +110,11 @@ def simulate_pairs(truth: torch.Tensor, protocol: DoseProtocol, seeds: list[int]
     :data:`PARALLEL_FROM_PIXELS`)."""
     if len(seeds) != len(truth):
         raise ValueError(f"need one seed per image: {len(seeds)} seeds for {len(truth)} images")
-    # each image on its own (a view would carry the whole batch's storage to a worker)
-    scans = _map(functools.partial(_scan_pair, protocol), [(t.clone(), s) for t, s in zip(truth, seeds)],
-                 _workers(workers, protocol, len(truth)), "scanning", progress)
-    normal, low = (torch.stack(t) for t in zip(*scans))
+    normal, low = torch.empty_like(truth), torch.empty_like(truth)
+    items = [(image.numpy(), seed) for image, seed in zip(truth, seeds)]
+    for k, scans in enumerate(_map(functools.partial(_scan_pair, protocol), items,
+                                   _workers(workers, protocol, len(truth)), "scanning", progress)):
+        normal[k], low[k] = map(torch.from_numpy, scans)
     return PairedImages(low=low, normal=normal, truth=truth, seeds=list(seeds))
 
 
@@ -135,9 +137,12 @@ def phantom_pairs(split: str, n: int, protocol: DoseProtocol = DoseProtocol(),
                 raise ValueError(f"the cached dataset {path} cannot be read "
                                  f"({type(err).__name__}); it is damaged: delete it and it is "
                                  "simulated again") from err
-    examples = _map(functools.partial(_phantom_pair, protocol), [(s,) for s in seeds],
-                    _workers(workers, protocol, n), f"{split} phantoms", progress)
-    truth, normal, low = (torch.stack(t) for t in zip(*examples))
+    shape = (n, protocol.size, protocol.size) if protocol.slab == 1 else \
+        (n, protocol.slab, protocol.size, protocol.size)
+    truth, normal, low = (torch.empty(shape, dtype=torch.float32) for _ in range(3))
+    for k, example in enumerate(_map(functools.partial(_phantom_pair, protocol), [(s,) for s in seeds],
+                                     _workers(workers, protocol, n), f"{split} phantoms", progress)):
+        truth[k], normal[k], low[k] = map(torch.from_numpy, example)
     pairs = PairedImages(low=low, normal=normal, truth=truth, seeds=list(seeds))
     if path is not None:
         atomic_save(dataclasses.asdict(pairs), path)
@@ -252,25 +257,32 @@ class PatchDataset(torch.utils.data.Dataset):
 
 
 def _workers(workers: int | None, protocol: DoseProtocol, n: int) -> int:
+    """The worker processes asked for, else this process's share of the cores (one per core,
+    divided among the ranks of a distributed run) for a large set, else 1."""
     if workers is not None:
         if isinstance(workers, bool) or int(workers) != workers or workers < 1:
             raise ValueError(f"workers must be a whole number of at least 1, got {workers!r}")
         return int(workers)
     if n * protocol.slab * protocol.size ** 2 < PARALLEL_FROM_PIXELS:
         return 1
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, available_cores() // int(os.environ.get("WORLD_SIZE", "1")))
 
 
-def _map(fn: Callable, items: Sequence[tuple], workers: int, desc: str, progress: bool) -> list:
-    """``[fn(*item) for item in items]``, in ``workers`` spawned processes when more than one."""
+def _map(fn: Callable, items: Sequence[tuple], workers: int, desc: str,
+         progress: bool) -> Iterator:
+    """``fn(*item)`` for each item, in order, in ``workers`` spawned processes when more than one.
+
+    Items and results travel as numpy arrays, which pickle by value: torch tensors would go
+    through shared memory, a file per tensor."""
     bar = functools.partial(tqdm, total=len(items), desc=desc, disable=not progress, leave=False)
     workers = min(workers, len(items))
     if workers <= 1:
-        return [fn(*item) for item in bar(items)]
+        yield from bar(fn(*item) for item in items)
+        return
     context = multiprocessing.get_context("spawn")  # fork is unsafe once torch has threads
     with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
                              initargs=(1,)) as pool:
-        return list(bar(pool.map(fn, *zip(*items))))
+        yield from bar(pool.map(fn, *zip(*items)))
 
 
 @functools.cache
@@ -278,16 +290,16 @@ def _scanner(protocol: DoseProtocol) -> Scanner:
     return protocol.scanner()
 
 
-def _scan_pair(protocol: DoseProtocol, truth: torch.Tensor, seed: int) -> tuple[torch.Tensor, ...]:
+def _scan_pair(protocol: DoseProtocol, truth: np.ndarray, seed: int) -> tuple[np.ndarray, ...]:
     """(normal, low): ``truth`` scanned at both doses with the noise of ``seed``."""
-    scanner = _scanner(protocol)
-    return (scanner.scan(truth, protocol.normal_I0, seed=2 * seed),
-            scanner.scan(truth, protocol.low_I0, seed=2 * seed + 1))
+    scanner, truth = _scanner(protocol), torch.from_numpy(truth)
+    return (scanner.scan(truth, protocol.normal_I0, seed=2 * seed).numpy(),
+            scanner.scan(truth, protocol.low_I0, seed=2 * seed + 1).numpy())
 
 
-def _phantom_pair(protocol: DoseProtocol, seed: int) -> tuple[torch.Tensor, ...]:
+def _phantom_pair(protocol: DoseProtocol, seed: int) -> tuple[np.ndarray, ...]:
     """(truth, normal, low) of the phantom of ``seed``."""
-    truth = _phantom(protocol, seed)
+    truth = _phantom(protocol, seed).numpy()
     return (truth, *_scan_pair(protocol, truth, seed))
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lib.ct.scanner import Scanner
+from lib.ct.scanner import Scanner, Window
 from lib.stats import Interval, bootstrap_statistic
 
 
@@ -171,10 +171,10 @@ def uniform_roi(truth: torch.Tensor, size: int, window: tuple[float, float]) -> 
 
 
 def scan_realizations(scanner: Scanner, mu: torch.Tensor, I0: float, n: int,
-                      seed: int = 0, window: tuple[slice, slice] | None = None) -> torch.Tensor:
-    """``n`` independent scans of ``mu`` at ``I0`` photons per ray, (n, *mu.shape): the same as
+                      seed: int = 0, window: Window | None = None) -> torch.Tensor:
+    """``n`` independent scans of ``mu`` at ``I0`` photons per ray, (n, ..., H, W): the same as
     ``scanner.scan(mu, I0, seed=seed + k, window=window)`` for k < n, projecting ``mu`` only once.
-    With ``window`` (rows, cols) only those pixels are reconstructed."""
+    (H, W) is the image's, or the window's when a ``window`` (rows, cols) is given."""
     if n < 1:
         raise ValueError(f"need at least one realization, got n={n}")
     sinogram = scanner.project(mu)

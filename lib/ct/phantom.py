@@ -211,12 +211,13 @@ class _Thorax:
         return np.clip(img, 0.0, None)
 
     def _texture(self, x, y, z, weight):
-        """Zero-mean, unit-std smooth random field sampled on the slice at height z.
+        """Zero-mean, unit-std smooth random field sampled on the slice at height z; ``x`` and
+        ``y`` are the slice's ``ij`` meshgrid (x varies along columns, y along rows).
 
-        The field is a sum of plane waves cos(k_x x + k_y y + k_z z + phi). On the grid (x varies
-        along columns, y along rows) each wave splits as cos(a) cos(b) - sin(a) sin(b) with
-        a = k_x x and b = k_y y + k_z z + phi, so the sum over waves is two (rows x waves) @
-        (waves x columns) products instead of a cosine per wave and pixel.
+        The field is a sum of plane waves cos(k_x x + k_y y + k_z z + phi). On the grid each wave
+        splits as cos(a) cos(b) - sin(a) sin(b) with a = k_x x and b = k_y y + k_z z + phi, so the
+        sum over waves is two (rows x waves) @ (waves x columns) products instead of a cosine per
+        wave and pixel.
         """
         a = self.wave_k[:, 0, None] * x[0]                                    # (waves, columns)
         b = self.wave_k[:, 1, None] * y[:, 0] + (self.wave_k[:, 2] * z + self.wave_phase)[:, None]
