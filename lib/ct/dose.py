@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from lib.ct.noise import scan_realizations
 from lib.ct.scanner import Scanner
 
 
@@ -52,15 +53,17 @@ def image_noise(scans: torch.Tensor, noiseless: torch.Tensor,
 def noise_against_dose(scanner: Scanner, truth: torch.Tensor, doses: Sequence[float],
                        realizations: int, region: torch.Tensor, seed: int = 0) -> np.ndarray:
     """:func:`image_noise` in ``region`` at each dose ``I0`` (photons per ray), from
-    ``realizations`` scans each, against the noise-free FBP of ``truth``."""
+    ``realizations`` scans each (seeds ``seed``, ``seed + 1``, ...), against the noise-free FBP of
+    ``truth``; only the region's bounding box is reconstructed."""
     if realizations < 1:
         raise ValueError(f"realizations must be at least 1, got {realizations}")
     if int(region.sum()) < 2:
         raise ValueError("the region holds fewer than 2 pixels: choose a larger uniform region")
-    noiseless = scanner.fbp(scanner.project(truth))
-    batch = truth.expand(realizations, *truth.shape)
-    return np.array([image_noise(scanner.scan(batch, I0, seed=seed), noiseless, region)
-                     for I0 in doses])
+    rows, cols = (torch.nonzero(region.any(dim=axis)).flatten() for axis in (1, 0))
+    window = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+    noiseless = scanner.fbp(scanner.project(truth), window=window)  # the region's bounding box
+    return np.array([image_noise(scan_realizations(scanner, truth, I0, realizations, seed, window),
+                                 noiseless, region[window]) for I0 in doses])
 
 
 def dose_exponent(doses: Sequence[float], noise: Sequence[float]) -> float:
