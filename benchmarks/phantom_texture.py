@@ -12,23 +12,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import numpy as np
 import torch
 
 from lib.ct import PAPER, thorax_phantom
 from lib.ct.phantom import _Thorax
-from results import write_result  # benchmarks/results.py
-
-
-def best_time(fn, repeats):
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+from results import best_time, write_result  # benchmarks/results.py
 
 
 def direct_texture(thorax, x, y, z):

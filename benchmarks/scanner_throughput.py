@@ -14,23 +14,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import numpy as np
 import torch
 from skimage.transform import iradon, radon
 
 from lib.ct import PAPER, Scanner, thorax_phantom
-from results import write_result  # benchmarks/results.py
-
-
-def timed(fn, repeats):
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+from results import best_time, write_result  # benchmarks/results.py
 
 
 def main() -> None:
@@ -50,15 +40,15 @@ def main() -> None:
     degrees = np.degrees(scanner.angles)
     images = truth.numpy().astype(np.float64)
 
-    t_astra_fp, sino = timed(lambda: scanner.project(truth), args.repeats)
-    t_astra_fbp, recon = timed(lambda: scanner.fbp(sino), args.repeats)
-    t_sk_fp, sk_sino = timed(lambda: [radon(im, degrees, circle=False) for im in images], args.repeats)
-    t_sk_fbp, sk_recon = timed(
+    t_astra_fp, sino = best_time(lambda: scanner.project(truth), args.repeats)
+    t_astra_fbp, recon = best_time(lambda: scanner.fbp(sino), args.repeats)
+    t_sk_fp, sk_sino = best_time(lambda: [radon(im, degrees, circle=False) for im in images], args.repeats)
+    t_sk_fbp, sk_recon = best_time(
         lambda: [iradon(s, degrees, output_size=args.size, filter_name="ramp", circle=False)
                  for s in sk_sino], args.repeats)
     start = (args.size - args.roi) // 2
     window = (slice(start, start + args.roi),) * 2
-    t_window, roi_recon = timed(lambda: scanner.fbp(sino, window=window), args.repeats)
+    t_window, roi_recon = best_time(lambda: scanner.fbp(sino, window=window), args.repeats)
     sk_recon = np.stack(sk_recon)  # radon and iradon both work in pixel units: mu comes back
 
     def rmse(a):
