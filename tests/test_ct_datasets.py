@@ -1,6 +1,9 @@
 """Paired datasets: splits, determinism, the on-disk cache, patches, DICOM sources."""
 
 import multiprocessing as mp
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from dicom_files import write_series
 from lib.ct import MU_WATER
 from lib.ct.datasets import (DoseProtocol, PatchDataset, dicom_pairs, fit_to_grid, measured_pairs,
                              phantom_pairs, simulate_pairs, split_seeds)
+from lib.paths import ROOT
 
 SMALL = DoseProtocol(size=96, pixel_mm=4.0, n_angles=90)
 
@@ -25,6 +29,19 @@ def test_splits_never_share_a_phantom():
     assert not seeds["train"] & seeds["test"] and not seeds["validation"] & seeds["test"]
     with pytest.raises(ValueError, match="unknown split"):
         split_seeds("holdout", 3)
+
+
+def test_a_script_without_a_main_guard_is_told_what_to_do(tmp_path):
+    # spawned workers import the calling script; unguarded, each one tries to start workers of its
+    # own and dies, which must surface as advice rather than a bare BrokenProcessPool
+    script = tmp_path / "unguarded.py"
+    script.write_text("from lib.ct.datasets import DoseProtocol, phantom_pairs\n"
+                      "phantom_pairs('validation', 2, DoseProtocol(size=64, pixel_mm=6.0, n_angles=60),"
+                      " cache=False, progress=False, workers=2)\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                         check=False, env=os.environ | {"PYTHONPATH": str(ROOT)})
+    assert run.returncode != 0
+    assert 'if __name__ == "__main__":' in run.stderr and "workers=1" in run.stderr
 
 
 def test_pairs_are_deterministic_and_noisier_at_low_dose():

@@ -27,6 +27,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,7 +124,9 @@ def phantom_pairs(split: str, n: int, protocol: DoseProtocol = DoseProtocol(),
                   workers: int | None = None) -> PairedImages:
     """``n`` simulated pairs of ``split``, from phantoms with the split's seeds (cached on disk).
 
-    ``workers``: processes to simulate in (None: one per available core for a large set)."""
+    ``workers``: processes to simulate in (None: one per available core for a large set). The
+    workers import the calling script, so a script must call this under
+    ``if __name__ == "__main__":``."""
     seeds = split_seeds(split, n)
     path = None
     if cache:
@@ -282,7 +285,14 @@ def _map(fn: Callable, items: Sequence[tuple], workers: int, desc: str,
     context = multiprocessing.get_context("spawn")  # fork is unsafe once torch has threads
     with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
                              initargs=(1,)) as pool:
-        yield from bar(pool.map(fn, *zip(*items)))
+        try:
+            yield from bar(pool.map(fn, *zip(*items)))
+        except BrokenProcessPool as error:
+            raise RuntimeError(
+                f"the {workers} simulation worker processes died. Called from a script? Each "
+                "worker starts by importing the calling script, so the script must call lib "
+                "under `if __name__ == \"__main__\":`, or pass workers=1 to simulate in this "
+                "process. A worker can also die for lack of memory.") from error
 
 
 @functools.cache
