@@ -1,8 +1,13 @@
 """The registry of shipped checkpoints: ``data/manifest.json`` and the verified weights it lists.
 
 Each manifest entry records how a checkpoint was made (exact command, data seeds, steps, wall time,
-hardware, validation metrics) and its sha256. :func:`read_weights` refuses a file whose checksum
-differs, and a checkpoint of another kind than its caller loads (naming the loader to use). Both
+hardware, validation metrics), the scan protocol of its data (``scan``: grid, pixel size, views,
+filter, doses), the sha256 of every shipped checkpoint it was trained from (``depends_on``: the
+feature network of the perceptual loss, a transfer source, the denoiser an invariance sampler
+explains) and its own sha256. :func:`read_weights` refuses a file whose checksum differs, one made
+under another scan protocol than the book's (:data:`lib.ct.PAPER`), one whose sources have been
+reshipped since, and a checkpoint of another kind than its caller loads (naming the loader to use).
+Both
 ship commands write through :func:`publish`; both loaders (:func:`lib.models.load` for denoisers,
 :func:`lib.invariance.load_sampler` for invariance samplers) read through :func:`read_weights`.
 
@@ -16,6 +21,7 @@ never drop each other's entries.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -25,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from lib.ct.protocol import PAPER
 from lib.paths import DATA
 from lib.storage import atomic_save, atomic_write_text, locked
 
@@ -66,8 +73,36 @@ def read_manifest(path: Path = MANIFEST) -> dict:
     return manifest
 
 
+def scan_record(size: int = PAPER.size, pixel_mm: float = PAPER.pixel_mm,
+                n_angles: int = PAPER.n_angles, filter: str = "ramp",
+                normal_I0: float = PAPER.normal_I0, low_I0: float = PAPER.low_I0) -> dict:
+    """The scan protocol of a checkpoint's data as the manifest records it (defaults: the book's).
+
+    Takes the fields of a :class:`lib.ct.datasets.DoseProtocol` but its ``slab`` (a slab
+    network's depth is part of its architecture, not of the scan)."""
+    return {"size": size, "pixel_mm": pixel_mm, "n_angles": n_angles, "filter": filter,
+            "normal_I0": normal_I0, "low_I0": low_I0}
+
+
+def scan_of(protocol) -> dict:
+    """:func:`scan_record` of a :class:`lib.ct.datasets.DoseProtocol`."""
+    fields = dataclasses.asdict(protocol)
+    fields.pop("slab")
+    return scan_record(**fields)
+
+
+def dependencies(names, manifest_path: Path = MANIFEST) -> dict[str, str]:
+    """``{name: sha256}`` of the shipped checkpoints ``names``, for an entry's ``depends_on``."""
+    manifest = read_manifest(manifest_path)
+    missing = [name for name in names if name not in manifest]
+    if missing:
+        raise CheckpointError(f"ship {', '.join(missing)} first: this checkpoint is trained from it")
+    return {name: manifest[name]["sha256"] for name in names}
+
+
 def _complete_entry(file: str, weights: Path, entry: dict, device: str) -> dict:
-    return {"file": file, "sha256": sha256(weights), **entry,
+    return {"file": file, "sha256": sha256(weights), "scan": scan_record(), "depends_on": {},
+            **entry,
             "hardware": {"machine": platform.machine(), "processor": platform.processor(),
                          "cpu_count": os.cpu_count(), "torch": torch.__version__,
                          "device": device, "processes": int(os.environ.get("WORLD_SIZE", "1"))},
@@ -116,6 +151,7 @@ def read_weights(name: str, loader: str, manifest_path: Path = MANIFEST) -> tupl
         raise CheckpointError(f"{name!r} (architecture {entry.get('architecture')!r}) is not for "
                               f"{loader}: load it with {loader_of(entry)}({name!r}); {loader} "
                               f"takes {ours or 'none'}")
+    _check_provenance(name, entry, manifest)
     path = Path(manifest_path).parent / entry["file"]
     pending = path.with_name(path.name + ".pending")
     if pending.exists() and sha256(pending) == entry["sha256"]:
@@ -129,3 +165,24 @@ def read_weights(name: str, loader: str, manifest_path: Path = MANIFEST) -> tupl
                               "Restore it from git or retrain with the command in the manifest.")
     state = torch.load(path, map_location="cpu", weights_only=True)
     return state["model"], entry
+
+
+def _check_provenance(name: str, entry: dict, manifest: dict) -> None:
+    """Refuse a checkpoint made under another scan protocol than the book's, or from shipped
+    checkpoints that have been reshipped since (its weights then describe data or sources the book
+    no longer has)."""
+    remedy = f"reship it: {entry.get('command') or 'its training command'} (see data/README.md)"
+    scan, book = entry.get("scan"), scan_record()
+    if scan != book:
+        differ = (", ".join(f"{k} {scan.get(k)} (the book's: {book[k]})" for k in book
+                            if scan.get(k) != book[k]) if isinstance(scan, dict)
+                  else "no scan protocol recorded")
+        raise CheckpointError(f"checkpoint {name!r} was trained on other scans than the book's "
+                              f"protocol lib.ct.PAPER: {differ}; {remedy}")
+    for source, digest in entry.get("depends_on", {}).items():
+        now = manifest.get(source, {}).get("sha256")
+        if now != digest:
+            state = "is no longer shipped" if now is None else "has been reshipped since"
+            raise CheckpointError(f"checkpoint {name!r} was made with {source!r} (its starting "
+                                  f"weights, or the features of its losses and metrics), which "
+                                  f"{state}; {remedy}")

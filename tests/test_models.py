@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from lib.checkpoints import sha256
+from lib.checkpoints import publish, scan_record, sha256
+from lib.ct.protocol import PAPER
 from lib.ct.units import MU_WATER
 from lib.models import (CPCE2D, CPCE3D, DENOISERS, CheckpointError, Critic, Denoiser, build, load,
                         receptive_field, slab_of, transfer_2d_to_3d)
@@ -133,7 +134,7 @@ def shipped(tmp_path):
     atomic_save({"model": model.state_dict()}, path)
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"chen": {"file": "chen.pt", "architecture": "chen",
-                                             "sha256": sha256(path)}}))
+                                             "sha256": sha256(path), "scan": scan_record()}}))
     return model, path, manifest
 
 
@@ -156,4 +157,28 @@ def test_corrupted_or_missing_checkpoints_are_refused(shipped):
         load("unet", manifest_path=manifest)
     path.unlink()
     with pytest.raises(CheckpointError, match="file is missing"):
+        load("chen", manifest_path=manifest)
+
+
+def test_a_checkpoint_from_other_scans_or_stale_sources_is_refused(shipped):
+    model, _, manifest = shipped
+    entries = json.loads(manifest.read_text())
+    other = scan_record(size=2 * PAPER.size, pixel_mm=PAPER.pixel_mm / 2)  # another grid
+    entries["chen"]["scan"] = other
+    manifest.write_text(json.dumps(entries))
+    with pytest.raises(CheckpointError, match=rf"other scans.*size {other['size']} \(the book's"):
+        load("chen", manifest_path=manifest)
+    del entries["chen"]["scan"]
+    manifest.write_text(json.dumps(entries))
+    with pytest.raises(CheckpointError, match="no scan protocol recorded"):
+        load("chen", manifest_path=manifest)
+    # a network made with a shipped source is refused once that source is reshipped
+    publish("features", {"model": {"w": torch.zeros(1)}}, {"architecture": "features"}, "cpu", manifest)
+    digest = json.loads(manifest.read_text())["features"]["sha256"]
+    publish("chen", {"model": model.state_dict()},
+            {"architecture": "chen", "depends_on": {"features": digest}}, "cpu", manifest)
+    assert torch.equal(load("chen", manifest_path=manifest)(sample_input(model)),
+                       model(sample_input(model)))
+    publish("features", {"model": {"w": torch.ones(1)}}, {"architecture": "features"}, "cpu", manifest)
+    with pytest.raises(CheckpointError, match="made with 'features'.*reshipped since"):
         load("chen", manifest_path=manifest)

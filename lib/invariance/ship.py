@@ -15,7 +15,7 @@ import shlex
 import sys
 import time
 
-from lib.checkpoints import publish
+from lib.checkpoints import dependencies, publish
 from lib.invariance.training import (CVAEConfig, InvarianceConfig, Objective, architecture,
                                      patch_pool, train_sampler)
 from lib.paths import ROOT
@@ -40,6 +40,7 @@ RECIPES.update({f"inv-cvae-{net}-l{layer}": CVAEConfig(network=net, layer=layer)
 def ship(name: str, config: InvarianceConfig, device: str = "auto", command: str = "",
          resume: bool = True) -> dict:
     """Train ``config``, write ``data/NAME.pt`` and its manifest entry; returns the entry."""
+    sources = dependencies([] if config.network == "pair-average" else [config.network])
     result = train_sampler(config, checkpoint=ROOT / "_build" / "train" / f"{name}.ckpt",
                            device=device, resume=resume)
     trained_on = str(next(result.model.parameters()).device)
@@ -49,7 +50,7 @@ def ship(name: str, config: InvarianceConfig, device: str = "auto", command: str
              "config": dataclasses.asdict(config),
              "data": "low-dose patches of phantom_pairs('train', n_train); test: 4 test phantoms",
              "steps": result.steps_done, "wall_time_s": round(result.seconds, 1),
-             "history": result.history, "test": metrics}
+             "history": result.history, "test": metrics, "depends_on": sources}
     return publish(name, {"model": result.model.cpu().state_dict()}, entry, trained_on)
 
 

@@ -19,7 +19,7 @@ import sys
 import time
 
 from lib.ct.datasets import SPLIT_OFFSETS, phantom_pairs
-from lib.checkpoints import publish
+from lib.checkpoints import dependencies, publish, scan_of
 from lib.models import slab_of
 from lib.paths import ROOT
 from lib.train.denoiser import TrainConfig, baseline, evaluate, feature_network, train_denoiser
@@ -76,6 +76,7 @@ def ship(name: str, config: TrainConfig, device: str = "auto", command: str = ""
          resume: bool = True) -> dict:
     """Train ``config``, write ``data/NAME.pt`` and its manifest entry; returns the entry."""
     work = ROOT / "_build" / "train" / f"{name}.ckpt"
+    sources = dependencies(sources_of(config))  # before training: the weights it starts from
     result = train_denoiser(config, checkpoint=work, device=device, resume=resume)
     if int(os.environ.get("RANK", "0")) != 0:
         return {}
@@ -87,6 +88,8 @@ def ship(name: str, config: TrainConfig, device: str = "auto", command: str = ""
         "architecture": config.model,
         "command": command,
         "config": dataclasses.asdict(config),
+        "scan": scan_of(config.protocol(None)),
+        "depends_on": sources,
         "data": {split: f"phantom seeds {SPLIT_OFFSETS[split]}..{SPLIT_OFFSETS[split] + n - 1}"
                  for split, n in (("train", config.n_train), ("validation", config.n_val),
                                   ("test", N_TEST))},
@@ -98,6 +101,15 @@ def ship(name: str, config: TrainConfig, device: str = "auto", command: str = ""
     if features is not None:
         entry["test"]["low_dose_input"] = baseline(test, features)
     return publish(name, {"model": model.state_dict()}, entry, trained_on)
+
+
+def sources_of(config: TrainConfig) -> list[str]:
+    """The shipped checkpoints a recipe is trained from: the feature network (the perceptual loss
+    in training and in the test metrics) and a ``shipped:``/``transfer:`` starting point."""
+    sources = [] if config.loss == "autoencoder" or config.vgg19_weights else ["features"]
+    if config.init_from and config.init_from.startswith(("shipped:", "transfer:")):
+        sources.append(config.init_from.split(":", 1)[1])
+    return sources
 
 
 def main(argv: list[str] | None = None) -> int:
