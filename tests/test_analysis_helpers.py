@@ -98,6 +98,8 @@ def test_lesion_masks_follow_the_distance_from_the_centre():
         scene.inside(12)
     with pytest.raises(ValueError, match="must exceed edge_px"):
         scene.masks(margin=5, edge_px=2.0, clear_px=2.0)
+    with pytest.raises(ValueError, match="no uniform background pixels in this 24x24 ROI"):
+        scene.masks(margin=9)  # the inner 6 x 6 pixels all lie within 7 px of the centre
 
 
 def test_noise_slabs_hold_consecutive_realizations():

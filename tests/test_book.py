@@ -139,3 +139,22 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             pick_device("cuda")
+
+
+def _stated_pixel_sizes(text: str) -> list[float]:
+    import re
+
+    return [float(mm) for mm in re.findall(r"(\d+(?:\.\d+)?) mm pixels", text)]
+
+
+def test_the_prose_pages_state_the_protocol_pixel_size():
+    """The static pages cannot glue numbers: each "X mm pixels" in them must be PAPER's."""
+    from lib.ct.protocol import PAPER
+
+    assert _stated_pixel_sizes("at 0.70 mm pixels and 1.5 mm pixels") == [0.7, 1.5]
+    pages = [ROOT / "README.md", *sorted((ROOT / "book").glob("*.md"))]
+    stated = {page.name: _stated_pixel_sizes(page.read_text()) for page in pages}
+    assert any(stated.values()), "no page states the pixel size: update this test"
+    wrong = {name: sizes for name, sizes in stated.items()
+             if any(abs(mm - PAPER.pixel_mm) > 0.01 for mm in sizes)}
+    assert not wrong, f"pages state other pixel sizes than PAPER's {PAPER.pixel_mm:.2f} mm: {wrong}"

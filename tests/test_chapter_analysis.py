@@ -127,7 +127,7 @@ def test_lesion_area_is_the_disk_area_and_a_wrong_contrast_shows():
 
 def test_probe_pixels_scale_with_the_lesion_radius_in_pixels():
     pixels = lesion_probe_pixels((1, 20, 20), diameter_mm=9.0, pixel_mm=0.75)  # a slab's center
-    assert pixels == {"center": (20, 20), "edge": (20, 26), "background": (20, 38)}
+    assert pixels == {"center": (20, 20), "edge": (20, 26), "background": (20, 32)}
 
 
 def test_real_slices_are_read_without_the_uid_warning():

@@ -95,14 +95,14 @@ def lesion_area_mm2(with_lesion: torch.Tensor, without: torch.Tensor, contrast: 
 def lesion_probe_pixels(center_px: Sequence[int], diameter_mm: float,
                         pixel_mm: float) -> dict[str, tuple[int, int]]:
     """Three pixels to probe a lesion at: its ``center``, its ``edge`` (one radius to the right)
-    and the ``background`` (three radii to the right), as (row, col).
+    and the ``background`` (two radii to the right, one radius outside the lesion), as (row, col).
 
     >>> lesion_probe_pixels((32, 32), 9.0, 1.5)
-    {'center': (32, 32), 'edge': (32, 35), 'background': (32, 41)}
+    {'center': (32, 32), 'edge': (32, 35), 'background': (32, 38)}
     """
     row, col = (int(c) for c in center_px[-2:])
     radius = round(diameter_mm / 2 / pixel_mm)
-    return {"center": (row, col), "edge": (row, col + radius), "background": (row, col + 3 * radius)}
+    return {"center": (row, col), "edge": (row, col + radius), "background": (row, col + 2 * radius)}
 
 
 def lung_lesion_site(mu: torch.Tensor, diameter_mm: float, pixel_mm: float,

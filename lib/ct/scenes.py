@@ -75,15 +75,22 @@ class LesionScene:
         ``"lesion edge"`` ``|d - R| <= edge_px`` (it shares the ring ``d = R - edge_px`` with the
         interior); the ``"uniform background"`` ``d >= R + clear_px`` and at least ``margin``
         pixels from the ROI border (where the network's zero padding acts, see
-        :func:`lib.models.receptive_field.receptive_field_margin`).
+        :func:`lib.models.receptive_field.receptive_field_margin`). An empty set is refused (a
+        statistic over it would be NaN): the ROI or the lesion is too small in pixels.
         """
         if clear_px <= edge_px:
             raise ValueError(f"clear_px ({clear_px}) must exceed edge_px ({edge_px}), else the "
                              "background and the edge overlap")
         d, radius = self.distance_px(), self.radius_px
-        return {"lesion interior": d <= radius - edge_px,
-                "lesion edge": (d - radius).abs() <= edge_px,
-                "uniform background": (d >= radius + clear_px) & self.inside(margin)}
+        masks = {"lesion interior": d <= radius - edge_px,
+                 "lesion edge": (d - radius).abs() <= edge_px,
+                 "uniform background": (d >= radius + clear_px) & self.inside(margin)}
+        empty = [name for name, mask in masks.items() if not mask.any()]
+        if empty:
+            height, width = self.base.shape[-2:]
+            raise ValueError(f"no {' or '.join(empty)} pixels in this {height}x{width} ROI (lesion "
+                             f"radius {radius:.1f} px, margin {margin} px): use a larger ROI")
+        return masks
 
     def inside(self, margin: int) -> torch.Tensor:
         """(H, W): the pixels at least ``margin`` pixels from the ROI border."""

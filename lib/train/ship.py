@@ -56,8 +56,9 @@ for _name in MSE_TWINS:
 #: weights); the 3-D "-transfer" runs start from it and train the rest of the budget, the
 #: "-scratch" runs all of it.
 #: The seed's learning rates keep their 2:1 ratio (scratch : fine-tuning) and decay as its code's
-#: lr / (epoch + 1), an "epoch" of 200 steps here. The objective is MSE:
-#: the papers' WGAN-GP + perceptual objective costs about 9 s per step on a 2-core CPU.
+#: lr / (epoch + 1), an "epoch" of 200 steps here. The objective is MSE: the papers' WGAN-GP +
+#: perceptual objective (several critic updates with a gradient penalty per step) costs several
+#: times as much per step on a 2-core CPU.
 SEED_TABLE_SLABS = (3, 5, 7)
 SEED_TABLE_STEPS, TRANSFER_FROM_STEP = 800, 200
 _SEED_TABLE = {"loss": "mse", "batch_size": 8, "n_train": 24, "n_val": 4, "eval_every": 100,
