@@ -72,10 +72,10 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
     "counting_linear_regions": {
         # The network of the main figures, and the ROI around the lesion (pixels).
         "model": {"quick": "chen", "default": "chen", "paper": "redcnn"},
-        "roi_size": {"quick": 32, "default": 48, "paper": 64},
+        "roi_size": {"quick": 40, "default": 48, "paper": 64},
         # Lesion contrast range walked (mm^-1); the paper's is 0.007 to 0.04.
         "contrast_start": {"quick": 0.007, "default": 0.007, "paper": 0.007},
-        "contrast_end": {"quick": 0.009, "default": 0.04, "paper": 0.04},
+        "contrast_end": {"quick": 0.0075, "default": 0.04, "paper": 0.04},
         # Increment of the sampled (paper-style) curves over the whole range; the paper used 2e-7.
         "sample_increment": {"quick": 1e-5, "default": 2e-5, "paper": 2e-7},
         # Width of the two zoom windows, sampled at the paper's increment 2e-7.
@@ -110,7 +110,7 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
     "how_it_denoises": {
         "model": {"quick": "chen", "default": "chen", "paper": "redcnn"},
         # ROI side: the dense Jacobian is (ROI^2) x (ROI^2) and its SVD costs O(ROI^6).
-        "roi_size": {"quick": 24, "default": 48, "paper": 64},
+        "roi_size": {"quick": 40, "default": 48, "paper": 64},
         # The grid and threshold of the cover that defines the approximate regions.
         "n_contrasts": {"quick": 6, "default": 14, "paper": 27},
         "n_backgrounds": {"quick": 5, "default": 11, "paper": 21},
@@ -140,7 +140,7 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         # Root-mean-square perturbation sizes in HU.
         "norms_hu": {"quick": [3.0, 30.0], "default": [1.0, 3.0, 10.0, 30.0, 100.0],
                      "paper": [0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0]},
-        "ascent_steps": {"quick": 10, "default": 60, "paper": 300},
+        "ascent_steps": {"quick": 20, "default": 60, "paper": 300},
         "n_random": {"quick": 3, "default": 10, "paper": 50},
         "power_iterations": {"quick": 10, "default": 50, "paper": 300},
         "table_norm_hu": {"quick": 10.0, "default": 10.0, "paper": 10.0},

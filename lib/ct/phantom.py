@@ -70,7 +70,8 @@ def _check_grid(size: int, pixel_mm: float) -> None:
     if not 250.0 <= fov <= 700.0:
         raise ValueError(
             f"the field of view size * pixel_mm = {fov:.0f} mm cannot hold a thorax; "
-            "choose size and pixel_mm so that it lies between 250 and 700 mm (default 384 mm)"
+            "choose size and pixel_mm so that it lies between 250 and 700 mm "
+            f"(lib.ct.PAPER: {PAPER.size * PAPER.pixel_mm:.0f} mm)"
         )
 
 

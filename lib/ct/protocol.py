@@ -18,8 +18,8 @@ from dataclasses import dataclass
 class PaperProtocol:
     """Scan geometry, doses and lesion of the seed paper, as used throughout the book."""
 
-    size: int = 256                      # pixels per side of a slice
-    pixel_mm: float = 1.5                # pixel spacing (mm); field of view = size * pixel_mm
+    size: int = 512                      # pixels per side of a slice
+    pixel_mm: float = 360 / 512          # pixel spacing (mm); field of view = size * pixel_mm
     n_angles: int = 360                  # parallel-beam views over 180 degrees
     normal_I0: float = 1e5               # normal dose, photons per ray
     low_I0: float = 1.25e4               # low dose (1/8 of normal), photons per ray
