@@ -1,5 +1,6 @@
 """The book's machinery: profiles, stripped notebooks with parameters cells, the runner."""
 
+import re
 import subprocess
 import sys
 
@@ -142,8 +143,6 @@ def test_device_choice():
 
 
 def _stated_pixel_sizes(text: str) -> list[float]:
-    import re
-
     return [float(mm) for mm in re.findall(r"(\d+(?:\.\d+)?) mm pixels", text)]
 
 
