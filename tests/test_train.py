@@ -1,5 +1,6 @@
 """Training: metrics, determinism, resumption, multi-process equivalence."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -65,6 +66,32 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, changes):
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
     if changes:  # the adversarial steps log the critic's Wasserstein estimate
         assert "wasserstein" in resumed.history[-1]["train"]
+
+
+def test_the_papers_objective_has_no_mse_term():
+    """With the default (the papers') weights the generator's loss is -D(G(x)) + 0.1 perceptual:
+    moving the target changes it only through the perceptual term; an MSE weight brings it back."""
+    from lib.train.denoiser import DenoiserTask
+
+    def loss(config, output, target):
+        torch.manual_seed(1)  # the same critic every time
+        task = DenoiserTask(config, torch.device("cpu"))
+        with torch.no_grad():
+            value, logged = task.generator_loss(output, target, adversarial=True)
+            fooling = -task.critic(output).mean()
+        return float(value), logged, float(fooling)
+
+    torch.manual_seed(0)
+    output = MU_WATER * (1 + 0.1 * torch.rand(2, 1, 32, 32))
+    target = MU_WATER * (1 + 0.1 * torch.rand(2, 1, 32, 32))
+    papers = tiny_config(model="wganvgg", loss="wgan", batch_size=2)
+    value, logged, fooling = loss(papers, output, target)
+    assert logged["mse"] > 0 and logged["perceptual"] > 0
+    assert value == pytest.approx(fooling + 0.1 * logged["perceptual"], rel=1e-5)
+    blind = dataclasses.replace(papers, perceptual_weight=0.0)
+    assert loss(blind, output, target)[0] == pytest.approx(loss(blind, output, 2 * target)[0])
+    mixed = dataclasses.replace(blind, mse_weight=1.0)
+    assert loss(mixed, output, target)[0] != pytest.approx(loss(mixed, output, 2 * target)[0])
 
 
 @pytest.mark.parametrize("decay", [None, 2])

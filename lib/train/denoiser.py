@@ -8,8 +8,10 @@ three losses (``TrainConfig.loss``):
 - ``"wgan"``: after ``warmup_steps`` of MSE, alternate ``critic_steps`` critic updates (WGAN-GP,
   gradient penalty weight ``gp_weight``) with generator updates on
   ``mse_weight * MSE + perceptual_weight * ||phi(G(x)) - phi(y)||^2 - adversarial_weight * D(G(x))``
-  (WGAN-VGG, CPCE). ``phi`` is VGG-19 when a weight file is given, else the project's feature
-  net. The history logs the critic's Wasserstein estimate E[D(y)] - E[D(G(x))].
+  (WGAN-VGG, CPCE). The defaults are the papers' objective: no warm-up, 4 critic updates, no MSE
+  term, perceptual weight 0.1 and adversarial weight 1. ``phi`` is VGG-19 when a weight file is
+  given, else the project's feature net. The history logs the critic's Wasserstein estimate
+  E[D(y)] - E[D(G(x))].
 - ``"autoencoder"``: train :class:`~lib.models.PhantomFeatures` to reconstruct noiseless patches.
 
 Inputs are low-dose patches, targets normal-dose patches (the centre slice for slab networks), as
@@ -65,13 +67,13 @@ class TrainConfig:
     checkpoint_every: int = 100
     size: int = PAPER.size     # simulated image size (pixels) over PAPER's field of view
     slab: int | None = None    # slices seen by a cpce3d (3, 5, 7 or 9; None: PAPER.slab)
-    # adversarial training
+    # adversarial training (the defaults: the papers' objective)
     warmup_steps: int = 0
-    critic_steps: int = 2
+    critic_steps: int = 4
     gp_weight: float = 10.0
-    mse_weight: float = 1.0
+    mse_weight: float = 0.0
     perceptual_weight: float = 0.1
-    adversarial_weight: float = 1e-3
+    adversarial_weight: float = 1.0
     vgg19_weights: str | None = None
     # start from another model's weights: a checkpoint file, "shipped:NAME", or "transfer:NAME"
     # (a shipped CPCE2D lifted to CPCE3D by 2-D -> 3-D transfer)
@@ -148,19 +150,28 @@ class DenoiserTask(Task):
                 distances.append(self._critic_step(c_low, _center_slice(c_normal), step, k))
         self.optimizer.zero_grad()
         output = model.reconstruct(truth) if autoencoder else model(low)
-        loss = F.mse_loss(output / MU_WATER, target / MU_WATER)
-        logged = {"mse": loss.item()}
+        loss, logged = self.generator_loss(output, target, adversarial)
         if adversarial:
-            loss = config.mse_weight * loss
-            perceptual = F.mse_loss(self.features(output), self.features(target))
-            fooling = -self.critic(output).mean()
-            loss = loss + config.perceptual_weight * perceptual + config.adversarial_weight * fooling
-            logged |= {"perceptual": perceptual.item(), "adversarial": fooling.item(),
-                       "wasserstein": float(np.mean(distances))}
+            logged["wasserstein"] = float(np.mean(distances))
         loss.backward()
         distributed.average_gradients(model)
         self.optimizer.step()
         return loss.item(), logged
+
+    def generator_loss(self, output: torch.Tensor, target: torch.Tensor,
+                       adversarial: bool) -> tuple[torch.Tensor, dict[str, float]]:
+        """The generator's loss on a batch, and its terms: the MSE (network units) alone, or once
+        adversarial ``mse_weight * MSE + perceptual_weight * perceptual - adversarial_weight * D``."""
+        config = self.config
+        mse = F.mse_loss(output / MU_WATER, target / MU_WATER)
+        logged = {"mse": mse.item()}
+        if not adversarial:
+            return mse, logged
+        perceptual = F.mse_loss(self.features(output), self.features(target))
+        fooling = -self.critic(output).mean()
+        logged |= {"perceptual": perceptual.item(), "adversarial": fooling.item()}
+        return (config.mse_weight * mse + config.perceptual_weight * perceptual
+                + config.adversarial_weight * fooling), logged
 
     def evaluate(self) -> dict[str, float]:
         return evaluate(self.model, self.validation, self.config.loss)
