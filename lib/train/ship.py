@@ -59,7 +59,7 @@ for _name in MSE_TWINS:
         init_from=f"shipped:{_name}-mse", **_ADVERSARIAL)
 #: CPCE-3D: the 2-D -> 3-D transfer of cpce2d, fine-tuned with the same objective at the slides'
 #: fine-tuning rate (half the 2-D one).
-RECIPES["cpce3d"] = TrainConfig("cpce3d", steps=100, batch_size=8, lr=5e-5, n_train=24, n_val=2,
+RECIPES["cpce3d"] = TrainConfig("cpce3d", steps=300, batch_size=8, lr=5e-5, n_train=24, n_val=2,
                                 init_from="transfer:cpce2d", **_ADVERSARIAL)
 
 #: Seed 003's table (CPCA-1/3/5/7, transfer against scratch): CPCE over 1, 3, 5 and 7 slices
