@@ -2,7 +2,8 @@
 and shipped checkpoints.
 
 - :mod:`lib.train.resumable` - the resumable loop every trainer runs in (:func:`run`,
-  :class:`Task`, :class:`TrainResult`), and :func:`late_change` (has a run flattened out?)
+  :class:`Task`, :class:`TrainResult`), :func:`late_change` and :func:`late_mean_change` (has a
+  run or a noisy curve flattened out?)
 - :func:`train_denoiser`, :class:`TrainConfig` - the denoiser task (MSE, WGAN-GP + perceptual,
   autoencoder) - :mod:`lib.train.denoiser`
 - :mod:`lib.train.metrics` - PSNR, SSIM, RMSE with the stated protocol, and the perceptual loss
@@ -12,7 +13,7 @@ and shipped checkpoints.
 """
 
 from lib.train.denoiser import TrainConfig, baseline, evaluate, feature_network, train_denoiser
-from lib.train.resumable import TrainResult, late_change, read_checkpoint
+from lib.train.resumable import TrainResult, late_change, late_mean_change, read_checkpoint
 
 __all__ = ["TrainConfig", "TrainResult", "train_denoiser", "evaluate", "baseline",
-           "feature_network", "late_change", "read_checkpoint"]
+           "feature_network", "late_change", "late_mean_change", "read_checkpoint"]

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -128,6 +129,21 @@ def late_change(history: list[dict], fraction: float = 0.25, metric: str = "rmse
                          "evaluate more often (eval_every) or take a larger fraction")
     first, last = before[-1]["validation"][metric], history[-1]["validation"][metric]
     return (last - first) / first
+
+
+def late_mean_change(values: list[float]) -> float:
+    """For a noisy curve (one batch per point, such as the critic's Wasserstein estimate): the mean
+    of its last quarter against the mean of the quarter before, as a relative change. Near zero
+    means the curve has levelled off.
+
+    >>> late_mean_change([5.0, 3.0, 2.0, 2.0, 2.2, 1.8, 2.0, 2.0])
+    0.0
+    """
+    if len(values) < 2:
+        raise ValueError(f"a curve of {len(values)} point(s) has no quarters to compare")
+    q = max(len(values) // 4, 1)
+    before, last = np.mean(values[-2 * q:-q]), np.mean(values[-q:])
+    return float((last - before) / abs(before))
 
 
 def save(path: Path, config, states: dict, step: int, history: list, seconds: float) -> None:
