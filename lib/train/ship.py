@@ -27,22 +27,29 @@ from lib.train.denoiser import TrainConfig, baseline, evaluate, feature_network,
 
 N_TEST = 8  # held-out test phantoms for the shipped numbers
 
+#: The adversarial settings of the runs that are not adversarial: unused by an MSE or autoencoder
+#: run, they are the values those checkpoints were shipped with (the TrainConfig defaults before
+#: the defaults became the papers' objective), kept so that each recipe equals its manifest entry
+#: and still resumes its training checkpoint.
+_NOT_ADVERSARIAL = {"critic_steps": 2, "mse_weight": 1.0, "adversarial_weight": 1e-3}
+
 #: The settings of every shipped checkpoint (``python -m lib.train NAME --ship`` uses these).
 RECIPES: dict[str, TrainConfig] = {
     "features": TrainConfig("features", loss="autoencoder", steps=600, batch_size=16, lr=1e-3,
-                            n_train=48, eval_every=100),
+                            n_train=48, eval_every=100, **_NOT_ADVERSARIAL),
     "chen": TrainConfig("chen", steps=2400, batch_size=32, lr=5e-4, n_train=64, eval_every=200,
-                        checkpoint_every=200),
-    "redcnn": TrainConfig("redcnn", steps=700, batch_size=16, lr=2e-4, n_train=64, eval_every=100),
+                        checkpoint_every=200, **_NOT_ADVERSARIAL),
+    "redcnn": TrainConfig("redcnn", steps=700, batch_size=16, lr=2e-4, n_train=64, eval_every=100,
+                          **_NOT_ADVERSARIAL),
 }
 
 #: The adversarial networks' MSE-only twins "NAME-mse": the architecture, data, batches and steps
 #: of their first training, with the MSE loss alone. They are the controls for what the critic and
 #: the perceptual loss change, and the adversarial runs start from them.
-#: (critic_steps is unused by an MSE run; it is the value the shipped twins were trained with.)
+#: (Their critic_steps, unused like the rest of _NOT_ADVERSARIAL, is the value they were shipped with.)
 MSE_TWINS = ("wganvgg", "cpce2d")
-_TWIN = {"steps": 1100, "critic_steps": 1, "batch_size": 16, "lr": 3e-4, "n_train": 64,
-         "eval_every": 100}
+_TWIN = {"steps": 1100, "batch_size": 16, "lr": 3e-4, "n_train": 64, "eval_every": 100,
+         **_NOT_ADVERSARIAL, "critic_steps": 1}
 for _name in MSE_TWINS:
     RECIPES[f"{_name}-mse"] = TrainConfig(_name, **_TWIN)
 
@@ -52,10 +59,11 @@ for _name in MSE_TWINS:
 #: train from random weights for tens of thousands of steps on a GPU; on 2 CPU cores (about 8 s a
 #: step) the runs here start from their MSE twins and train ADVERSARIAL_STEPS adversarial steps.
 ADVERSARIAL_STEPS = 400
-_ADVERSARIAL = {"loss": "wgan", "eval_every": 20, "checkpoint_every": 50}
+_ADVERSARIAL = {"loss": "wgan", "eval_every": 20, "checkpoint_every": 50,
+                **{field: getattr(TrainConfig, field) for field in _NOT_ADVERSARIAL}}
 for _name in MSE_TWINS:
     RECIPES[_name] = dataclasses.replace(
-        RECIPES[f"{_name}-mse"], steps=ADVERSARIAL_STEPS, lr=1e-4, critic_steps=4,
+        RECIPES[f"{_name}-mse"], steps=ADVERSARIAL_STEPS, lr=1e-4,
         init_from=f"shipped:{_name}-mse", **_ADVERSARIAL)
 #: CPCE-3D: the 2-D -> 3-D transfer of cpce2d, fine-tuned with the same objective at the slides'
 #: fine-tuning rate (half the 2-D one).
@@ -74,7 +82,7 @@ RECIPES["cpce3d"] = TrainConfig("cpce3d", steps=300, batch_size=8, lr=5e-5, n_tr
 SEED_TABLE_SLABS = (3, 5, 7)
 SEED_TABLE_STEPS, TRANSFER_FROM_STEP = 800, 200
 _SEED_TABLE = {"loss": "mse", "batch_size": 8, "n_train": 24, "n_val": 4, "eval_every": 100,
-               "lr_decay_steps": 200}
+               "lr_decay_steps": 200, **_NOT_ADVERSARIAL}
 RECIPES["cpce-s1"] = TrainConfig("cpce2d", steps=SEED_TABLE_STEPS, lr=4e-4, **_SEED_TABLE)
 RECIPES["cpce-s1-early"] = TrainConfig("cpce2d", steps=TRANSFER_FROM_STEP, lr=4e-4, **_SEED_TABLE)
 for _slab in SEED_TABLE_SLABS:
