@@ -6,11 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from lib.ct.units import MU_WATER
-from lib.train import TrainConfig, late_change, train_denoiser
+from lib.train import TrainConfig, late_change, late_mean_change, train_denoiser
 from lib.train.metrics import image_quality, perceptual_loss, psnr, rmse_hu, ssim
 
 
@@ -125,6 +126,16 @@ def test_late_change_reads_the_end_of_a_run():
         late_change(history, fraction=0.6)  # no evaluation at or before step 80
     with pytest.raises(ValueError, match="strictly between"):
         late_change(history, fraction=1.0)
+
+
+def test_late_mean_change_tells_a_trend_from_noise():
+    noise = np.random.default_rng(0).normal(0.0, 0.05, 40)
+    flat = late_mean_change(list(1.0 + noise))
+    assert abs(flat.change) < 2 * flat.error  # a level curve: the change is within its noise
+    rising = late_mean_change(list(1.0 + noise + np.linspace(0.0, 0.4, 40)))  # the noise on a ramp
+    assert rising.change > 3 * rising.error
+    with pytest.raises(ValueError, match="evaluate more often"):
+        late_mean_change([1.0, 2.0, 3.0])
 
 
 def test_every_shipped_denoiser_is_its_recipe():

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -131,19 +132,30 @@ def late_change(history: list[dict], fraction: float = 0.25, metric: str = "rmse
     return (last - first) / first
 
 
-def late_mean_change(values: list[float]) -> float:
-    """For a noisy curve (one batch per point, such as the critic's Wasserstein estimate): the mean
-    of its last quarter against the mean of the quarter before, as a relative change. Near zero
-    means the curve has levelled off.
+class LateChange(NamedTuple):
+    """A relative change and its standard error (both fractions of the earlier mean)."""
+    change: float
+    error: float
 
-    >>> late_mean_change([5.0, 3.0, 2.0, 2.0, 2.2, 1.8, 2.0, 2.0])
-    0.0
+
+def late_mean_change(values: list[float]) -> LateChange:
+    """For a noisy curve (one batch per point, such as the critic's Wasserstein estimate): the mean
+    of its last quarter against the mean of the quarter before, as a relative change, with the
+    standard error of that change from the scatter of the points in the two quarters,
+    ``sqrt(s_last^2 / q + s_before^2 / q) / |mean_before|``. A change within about two errors of
+    zero is noise: the curve has levelled off; several errors is a trend.
+
+    >>> [round(x, 3) for x in late_mean_change([5.0, 3.0, 2.0, 2.0, 2.2, 1.8, 2.0, 2.0])]
+    [0.0, 0.1]
     """
-    if len(values) < 2:
-        raise ValueError(f"a curve of {len(values)} point(s) has no quarters to compare")
-    q = max(len(values) // 4, 1)
-    before, last = np.mean(values[-2 * q:-q]), np.mean(values[-q:])
-    return float((last - before) / abs(before))
+    if len(values) < 4:
+        raise ValueError(f"a curve of {len(values)} point(s) has no two quarters of two points "
+                         "to compare: evaluate more often (eval_every)")
+    q = len(values) // 4
+    before, last = np.asarray(values[-2 * q:-q]), np.asarray(values[-q:])
+    scale = abs(before.mean())
+    error = np.sqrt(before.var(ddof=1) / q + last.var(ddof=1) / q) / scale
+    return LateChange(float((last.mean() - before.mean()) / scale), float(error))
 
 
 def save(path: Path, config, states: dict, step: int, history: list, seconds: float) -> None:

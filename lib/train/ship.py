@@ -58,8 +58,9 @@ for _name in MSE_TWINS:
 #: and the WGAN-GP critic (gradient penalty 10) takes 4 updates per generator update. The papers
 #: train from random weights for tens of thousands of steps on a GPU; on 2 CPU cores (about 8 s a
 #: step) the runs here start from their MSE twins and train ADVERSARIAL_STEPS[NAME] adversarial
-#: steps: CPCE-2D's critic estimate was still falling after 400 (by 27 % over the last quarter).
-ADVERSARIAL_STEPS = {"wganvgg": 400, "cpce2d": 600}
+#: steps: CPCE-2D's critic estimate was still falling after 400 (by 27 % over the last quarter),
+#: and CPCE-3D's by 24 % after 300 (three evaluations a quarter, one of them a blip).
+ADVERSARIAL_STEPS = {"wganvgg": 400, "cpce2d": 600, "cpce3d": 600}
 _ADVERSARIAL = {"loss": "wgan", "eval_every": 20, "checkpoint_every": 50,
                 **{field: getattr(TrainConfig, field) for field in _NOT_ADVERSARIAL}}
 for _name in MSE_TWINS:
@@ -68,8 +69,8 @@ for _name in MSE_TWINS:
         init_from=f"shipped:{_name}-mse", **_ADVERSARIAL)
 #: CPCE-3D: the 2-D -> 3-D transfer of cpce2d, fine-tuned with the same objective at the slides'
 #: fine-tuning rate (half the 2-D one).
-RECIPES["cpce3d"] = TrainConfig("cpce3d", steps=300, batch_size=8, lr=5e-5, n_train=24, n_val=2,
-                                init_from="transfer:cpce2d", **_ADVERSARIAL)
+RECIPES["cpce3d"] = TrainConfig("cpce3d", steps=ADVERSARIAL_STEPS["cpce3d"], batch_size=8, lr=5e-5,
+                                n_train=24, n_val=2, init_from="transfer:cpce2d", **_ADVERSARIAL)
 
 #: Seed 003's table (CPCA-1/3/5/7, transfer against scratch): CPCE over 1, 3, 5 and 7 slices
 #: ("cpce-sN"), all on the same training slabs and the same budget of SEED_TABLE_STEPS steps.
