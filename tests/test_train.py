@@ -181,3 +181,35 @@ def test_bad_settings_are_explained():
         TrainConfig("chen", loss="l1")
     with pytest.raises(ValueError, match="steps must be"):
         TrainConfig("chen", steps=-1)
+
+
+def test_retrace_confirms_a_shipped_history_and_names_a_changed_value(tmp_path):
+    import json
+
+    from lib.checkpoints import CheckpointError
+    from lib.train.ship import retrace
+
+    config = tiny_config()
+    run = train_denoiser(config, progress=False)
+    entry = {"file": "tiny.pt", "sha256": "0" * 64, "config": dataclasses.asdict(config),
+             "steps": config.steps, "history": run.history, "depends_on": {"features": "f" * 64}}
+    manifest = tmp_path / "manifest.json"
+
+    def write(entry):
+        manifest.write_text(
+            json.dumps({"tiny": entry, "features": {"file": "features.pt", "sha256": "f" * 64}}))
+
+    write(entry)
+    assert retrace("tiny", 6, manifest_path=manifest, progress=False) == 2
+    assert retrace("tiny", 4, manifest_path=manifest, progress=False) == 1
+    altered = json.loads(json.dumps(run.history))
+    altered[1]["validation"]["rmse_hu"] *= 1 + 1e-7  # a history the recipe does not make
+    write(entry | {"history": altered})
+    with pytest.raises(CheckpointError, match="at step 6: validation rmse_hu"):
+        retrace("tiny", 6, manifest_path=manifest, progress=False)
+    assert retrace("tiny", 3, manifest_path=manifest, progress=False) == 1  # before the change
+    write(entry | {"depends_on": {"features": "e" * 64}})  # its source was reshipped since
+    with pytest.raises(CheckpointError, match="other weights of features"):
+        retrace("tiny", 6, manifest_path=manifest, progress=False)
+    with pytest.raises(ValueError, match="retrace between those"):
+        retrace("tiny", 7, manifest_path=manifest, progress=False)

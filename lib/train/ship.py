@@ -7,6 +7,8 @@ low-dose input, writes the weights to ``data/NAME.pt`` and records everything in
 ``features`` before the adversarial runs (their perceptual loss), ``NAME-mse`` before ``NAME``
 (the adversarial runs start from their MSE twins), ``cpce2d`` before ``cpce3d`` (2-D -> 3-D
 transfer), and ``cpce-s1-early`` before the ``cpce-sN-transfer`` runs.
+``python -m lib.train NAME --retrace STEPS`` retrains the first STEPS steps of a shipped run and
+checks them against its recorded history (:func:`retrace`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 import time
 
 from lib.ct.datasets import SPLIT_OFFSETS, phantom_pairs
-from lib.checkpoints import dependencies, publish, scan_of
+from lib.checkpoints import MANIFEST, CheckpointError, dependencies, publish, read_manifest, scan_of
 from lib.models import slab_of
 from lib.paths import ROOT
 from lib.train.denoiser import TrainConfig, baseline, evaluate, feature_network, train_denoiser
@@ -135,6 +137,44 @@ def sources_of(config: TrainConfig) -> list[str]:
     return sources
 
 
+def retrace(name: str, steps: int, device: str = "auto", manifest_path=MANIFEST,
+            progress: bool = True) -> int:
+    """Retrain the first ``steps`` steps of the shipped run ``name`` with the settings its manifest
+    entry records, and check that every evaluation up to there equals the recorded one exactly;
+    returns the number of evaluations compared. A mismatch raises :class:`CheckpointError` naming
+    the first value that differs.
+
+    Training is deterministic on a given machine (batches are fixed by seed and step), so this
+    confirms that a checkpoint is what its command makes. It is also why a run can be extended in
+    a new checkout, where its training checkpoint is gone (with the critic, about 200 MB, too
+    large to ship): the recipe with more steps retraces the shipped run and continues it.
+    """
+    entry = read_manifest(manifest_path).get(name)
+    if entry is None or "history" not in entry:
+        raise CheckpointError(f"{name} is not a shipped training run in {manifest_path}")
+    config = TrainConfig(**entry["config"])
+    recorded = [h for h in entry["history"] if h["step"] <= steps]
+    if not recorded or steps > entry["steps"]:
+        raise ValueError(f"{name} was trained for {entry['steps']} steps and first evaluated at "
+                         f"step {entry['history'][0]['step']}: retrace between those, not {steps}")
+    sources = dependencies(sources_of(config), manifest_path)
+    if sources != entry["depends_on"]:
+        changed = sorted(k for k in sources if sources[k] != entry["depends_on"].get(k))
+        raise CheckpointError(f"{name} was trained from other weights of {', '.join(changed)} "
+                              "than are shipped now, so it cannot retrace: reship it")
+    result = train_denoiser(config, device=device, progress=progress,
+                            stop_after=recorded[-1]["step"])
+    for ours, theirs in zip(result.history, recorded, strict=True):
+        for part in ("train", "validation"):
+            differ = sorted(k for k in theirs[part] if ours[part].get(k) != theirs[part][k])
+            if differ:
+                raise CheckpointError(
+                    f"{name} does not retrace at step {theirs['step']}: {part} {differ[0]} is "
+                    f"{ours[part].get(differ[0])!r}, the manifest says {theirs[part][differ[0]]!r} "
+                    "(another machine, torch version or code than the one that shipped it)")
+    return len(recorded)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lib.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -143,12 +183,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ship", action="store_true",
                         help="write data/NAME.pt and its manifest entry (the recipe's settings)")
     parser.add_argument("--steps", type=int, help="override the recipe's step count")
+    parser.add_argument("--retrace", type=int, metavar="STEPS",
+                        help="retrain the first STEPS steps of the shipped run and check that its "
+                             "history equals the manifest's (ships nothing)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--restart", action="store_true",
                         help="ignore the saved training checkpoint and start from step 0")
     args = parser.parse_args(argv)
     if args.name == "all" and (args.steps is not None or not args.ship):
         parser.error("'all' ships every recipe as it stands: use it with --ship and without --steps")
+    if args.retrace is not None:
+        if args.name == "all" or args.ship or args.steps is not None:
+            parser.error("--retrace takes one shipped run, without --ship or --steps")
+        try:
+            compared = retrace(args.name, args.retrace, args.device)
+        except CheckpointError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(f"{args.name}: its {compared} evaluation(s) in the first {args.retrace} steps "
+              "retrace the manifest exactly")
+        return 0
     command = "python -m lib.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     start = time.perf_counter()
     for name in RECIPES if args.name == "all" else [args.name]:  # RECIPES is in dependency order
