@@ -104,7 +104,8 @@ def _complete_entry(file: str, weights: Path, entry: dict, device: str) -> dict:
     return {"file": file, "sha256": sha256(weights), "scan": scan_record(), "depends_on": {},
             **entry,
             "hardware": {"machine": platform.machine(), "processor": platform.processor(),
-                         "cpu_count": os.cpu_count(), "torch": torch.__version__,
+                         "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+                         "torch": torch.__version__,
                          "device": device, "processes": int(os.environ.get("WORLD_SIZE", "1"))},
             "trained": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 

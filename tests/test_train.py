@@ -183,10 +183,11 @@ def test_bad_settings_are_explained():
         TrainConfig("chen", steps=-1)
 
 
-def test_retrace_confirms_a_shipped_history_and_names_a_changed_value(tmp_path):
+def test_retrace_confirms_a_shipped_history_and_names_a_changed_value(tmp_path, monkeypatch):
     import json
 
     from lib.checkpoints import CheckpointError
+    from lib.train import ship
     from lib.train.ship import retrace
 
     config = tiny_config()
@@ -213,3 +214,11 @@ def test_retrace_confirms_a_shipped_history_and_names_a_changed_value(tmp_path):
         retrace("tiny", 6, manifest_path=manifest, progress=False)
     with pytest.raises(ValueError, match="retrace between those"):
         retrace("tiny", 7, manifest_path=manifest, progress=False)
+    # the sums' order, and so the last bits, depend on the thread count: a retrace takes the recorded one
+    used = []
+    monkeypatch.setattr(ship, "train_denoiser",
+                        lambda *a, **k: used.append(torch.get_num_threads()) or run)
+    before = torch.get_num_threads()
+    write(entry | {"hardware": {"threads": before + 1}})
+    retrace("tiny", 6, manifest_path=manifest, progress=False)
+    assert used == [before + 1] and torch.get_num_threads() == before

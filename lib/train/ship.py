@@ -21,6 +21,8 @@ import shlex
 import sys
 import time
 
+import torch
+
 from lib.ct.datasets import SPLIT_OFFSETS, phantom_pairs
 from lib.checkpoints import MANIFEST, CheckpointError, dependencies, publish, read_manifest, scan_of
 from lib.models import slab_of
@@ -145,7 +147,8 @@ def retrace(name: str, steps: int, device: str = "auto", manifest_path=MANIFEST,
     returns the number of evaluations compared. A mismatch raises :class:`CheckpointError` naming
     the first value that differs.
 
-    Training is deterministic on a given machine (batches are fixed by seed and step), so this
+    Training is deterministic on a given machine and thread count (batches are fixed by seed and
+    step; the retrace takes the thread count the entry records, if it records one), so this
     confirms that a checkpoint is what its command makes. It is also why a run can be extended in
     a new checkout, where its training checkpoint is gone (with the critic, about 200 MB, too
     large to ship): the recipe with more steps retraces the shipped run and continues it.
@@ -163,16 +166,25 @@ def retrace(name: str, steps: int, device: str = "auto", manifest_path=MANIFEST,
         changed = sorted(k for k in sources if sources[k] != entry["depends_on"].get(k))
         raise CheckpointError(f"{name} was trained from other weights of {', '.join(changed)} "
                               "than are shipped now, so it cannot retrace: reship it")
-    result = train_denoiser(config, device=device, progress=progress,
-                            stop_after=recorded[-1]["step"])
-    for ours, theirs in zip(result.history, recorded, strict=True):
+    threads, ours = entry.get("hardware", {}).get("threads"), torch.get_num_threads()
+    torch.set_num_threads(threads or ours)  # the order of a sum's terms depends on it
+    try:
+        result = train_denoiser(config, device=device, progress=progress,
+                                stop_after=recorded[-1]["step"])
+    finally:
+        torch.set_num_threads(ours)
+    threads_said = (f"it was trained with {threads} thread(s)" if threads else
+                    f"this retrace used {ours} thread(s) and the entry does not say how many it "
+                    "was trained with: set OMP_NUM_THREADS to that count")
+    for mine, theirs in zip(result.history, recorded, strict=True):
         for part in ("train", "validation"):
-            differ = sorted(k for k in theirs[part] if ours[part].get(k) != theirs[part][k])
+            differ = sorted(k for k in theirs[part] if mine[part].get(k) != theirs[part][k])
             if differ:
                 raise CheckpointError(
                     f"{name} does not retrace at step {theirs['step']}: {part} {differ[0]} is "
-                    f"{ours[part].get(differ[0])!r}, the manifest says {theirs[part][differ[0]]!r} "
-                    "(another machine, torch version or code than the one that shipped it)")
+                    f"{mine[part].get(differ[0])!r}, the manifest says {theirs[part][differ[0]]!r}: "
+                    f"another CPU, torch version or code than the one that shipped it, or another "
+                    f"thread count ({threads_said})")
     return len(recorded)
 
 
