@@ -20,6 +20,7 @@ import os
 import shlex
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -139,7 +140,7 @@ def sources_of(config: TrainConfig) -> list[str]:
     return sources
 
 
-def retrace(name: str, steps: int, device: str = "auto", manifest_path=MANIFEST,
+def retrace(name: str, steps: int, device: str = "auto", manifest_path: Path = MANIFEST,
             progress: bool = True) -> int:
     """Retrain the first ``steps`` steps of the shipped run ``name`` with the settings its manifest
     entry records, and check that every evaluation up to there equals the recorded one exactly;
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--retrace takes one shipped run, without --ship or --steps")
         try:
             compared = retrace(args.name, args.retrace, args.device)
-        except CheckpointError as err:
+        except (CheckpointError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
         print(f"{args.name}: its {compared} evaluation(s) in the first {args.retrace} steps "
