@@ -15,6 +15,8 @@ more the output moves for the worst ``r`` than for random perturbations of the s
 For small ``r`` the network is its local Jacobian and ``r = eps v_1`` (top right singular vector,
 :func:`lib.linearity.power_iteration`) attains the gain ``s_1``; :func:`worst_case` reports the
 better of the ascent and that direction, and :func:`check_worst_case` tests that claim.
+"Small" is exact: :func:`check_s1_attained` finds how far ``x +- t v_1`` stays in the linear region
+of ``x`` (often a thousandth of a HU for a trained denoiser) and tests the gain inside it.
 
 Antun's second kind of instability is the false negative: a small ``r`` that removes a real
 feature. :func:`erase_lesion` searches for the perturbation that makes a lesion vanish from the
@@ -23,6 +25,7 @@ output, so that its norm can be compared with the lesion's own (:func:`check_no_
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lib.ct.scanner import Scanner
+from lib.linearity.regions import distance_to_boundary
 
 
 @dataclass
@@ -229,6 +233,37 @@ def check_worst_case(gain: float, s1: float, tolerance: float = 0.01) -> None:
         raise AssertionError(f"the worst-case gain {gain:.4f} falls short of s_1 = {s1:.4f} by "
                              f"more than {tolerance:.0%}: the search or the top singular pair is "
                              "wrong")
+
+
+def check_s1_attained(model: torch.nn.Module, x: torch.Tensor, s1: float, v1: torch.Tensor,
+                      rtol: float = 1e-5) -> tuple[float, float]:
+    """Raise ``AssertionError`` unless ``x +- t v_1`` attains the gain ``s_1`` inside x's region.
+
+    The exact form of "eps v_1 attains s_1 where the network is linear": the line leaves the
+    linear region of ``x`` at ``t_+`` along ``+v_1`` and ``t_-`` along ``-v_1``
+    (:func:`lib.linearity.distance_to_boundary`), and at ``t = t_+- / 2`` the gain
+    ``||f(x +- t u) - f(x)|| / t`` (float64, ``u = v_1 / ||v_1||``) must equal ``s_1`` within
+    ``rtol``. It fails for an ``s_1`` or ``v_1`` of another input or network, and where the
+    network's autograd Jacobian is not the map it computes; that ``v_1`` is the *top* direction
+    is the power iteration's business (its history). Returns ``(t_+, t_-)``, in the units of ``x``.
+    """
+    unit = (v1 / v1.norm()).double()
+    net = copy.deepcopy(model).double().eval()
+    x64 = x.double()
+    reach = []
+    with torch.no_grad():
+        reference = net(x64)
+        for sign in (1.0, -1.0):
+            t = distance_to_boundary(net, x64, sign * unit)
+            step = min(t, 1.0) / 2  # an affine network has no boundary: any step will do
+            gain = float((net(x64 + sign * step * unit) - reference).norm()) / step
+            if abs(gain - s1) > rtol * s1:
+                raise AssertionError(
+                    f"inside the linear region of x (t < {t:.3g} along {sign:+.0f} v_1) the gain "
+                    f"is {gain:.6f}, not s_1 = {s1:.6f}: s_1 and v_1 do not belong to this network "
+                    "at this input")
+            reach.append(t)
+    return reach[0], reach[1]
 
 
 def through_fbp(model: torch.nn.Module, scanner: Scanner) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -7,10 +7,11 @@ import torch
 from torch import nn
 
 from lib.ct.scenes import uniform_lesion_scene
-from lib.instability import (check_no_false_negative, check_worst_case, erase_lesion,
-                             random_response, worst_case)
-from lib.linearity import (Cover, ErrorTable, cover_lower_bound, enumerate_regions, greedy_cover,
-                           linearization_errors, local_svd, sample_patterns)
+from lib.instability import (check_no_false_negative, check_s1_attained, check_worst_case,
+                             erase_lesion, random_response, worst_case)
+from lib.linearity import (Cover, ErrorTable, cover_lower_bound, distance_to_boundary,
+                           enumerate_regions, greedy_cover, linearization_errors, local_svd,
+                           sample_patterns)
 from lib.linearity.checks import (check_attenuated_finer, check_cover, check_linear_between,
                                   check_sampling_matches_walk, check_svd_matches_jvp)
 
@@ -177,6 +178,36 @@ def test_the_worst_case_reaches_s1_and_a_wrong_direction_or_a_weak_search_does_n
     assert float(rand.max()) <= 0.1 * s1 + 1e-12
     with pytest.raises(ValueError, match="do not match"):
         random_response(f, x, 0.1, directions=torch.randn(5, 7, dtype=F64))
+
+
+def test_the_distance_to_the_boundary_is_the_walks_first_breakpoint():
+    net = relu_net()
+    x0, d = line()
+    ahead = enumerate_regions(net, x0, d, 0.0, 1.0, progress=False).breakpoints[0]
+    behind = enumerate_regions(net, x0, -d, 0.0, 1.0, progress=False).breakpoints[0]
+    assert distance_to_boundary(net, x0, d) == pytest.approx(float(ahead), rel=1e-12)
+    assert distance_to_boundary(net, x0, -d) == pytest.approx(float(behind), rel=1e-12)
+    assert distance_to_boundary(net[:1], x0, d) == float("inf")  # an affine network
+    with pytest.raises(ValueError, match="batch size 1"):
+        distance_to_boundary(net, x0, d[..., :4])
+
+
+def test_s1_is_attained_inside_the_region_and_a_wrong_pair_or_network_is_caught():
+    net = relu_net()
+    x0, _ = line()
+    J = torch.autograd.functional.jacobian(lambda z: net(z.view_as(x0)).flatten(), x0.flatten())
+    svd = torch.linalg.svd(J)
+    s1, v1, v_last = float(svd.S[0]), svd.Vh[0].view_as(x0), svd.Vh[-1].view_as(x0)
+    t_plus, t_minus = check_s1_attained(net, x0, s1, v1)
+    assert 0 < t_plus < float("inf") and 0 < t_minus < float("inf")
+    with pytest.raises(AssertionError, match="do not belong"):
+        check_s1_attained(net, x0, 1.01 * s1, v1)
+    with pytest.raises(AssertionError, match="do not belong"):
+        check_s1_attained(net, x0, s1, v_last)
+    mutated = copy.deepcopy(net)
+    mutated[2].weight *= 1.01
+    with pytest.raises(AssertionError, match="do not belong"):
+        check_s1_attained(mutated, x0, s1, v1)
 
 
 def test_erasing_a_lesion_needs_about_its_own_norm_through_the_identity():

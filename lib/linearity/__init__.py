@@ -2,6 +2,8 @@
 
 - :func:`activation_pattern` - which units are active at an input (module or functional ReLUs)
 - :func:`enumerate_regions` - every linear region along a line, exactly (breakpoint walk)
+- :func:`distance_to_boundary` - how far a line stays in the region it starts in (its first
+  breakpoint)
 - :func:`sample_patterns` - the seed paper's sampled view (patterns at a fixed increment)
 - :func:`jacobian`, :func:`sparse_jacobian` - exact Jacobians by receptive-field probing
 - :func:`jacobian_row` - one output pixel's equivalent filter (one VJP)
@@ -20,13 +22,13 @@ from lib.linearity.approximate import (Cover, ErrorTable, Serving, cover_lower_b
                                        greedy_cover, linearization_errors, percent_error,
                                        percent_error_map, regions_against_threshold)
 from lib.linearity.jacobian import Linearization, jacobian, jacobian_row, linearize, sparse_jacobian
-from lib.linearity.regions import (RegionWalk, SampledPath, enumerate_regions, pattern_hash,
-                                   sample_patterns)
+from lib.linearity.regions import (RegionWalk, SampledPath, distance_to_boundary,
+                                   enumerate_regions, pattern_hash, sample_patterns)
 from lib.linearity.svd import LocalSVD, local_svd, power_iteration, randomized_svd
 from lib.linearity.tracing import UnsupportedNonlinearity, activation_pattern
 
-__all__ = ["activation_pattern", "enumerate_regions", "sample_patterns", "RegionWalk",
-           "SampledPath", "pattern_hash", "jacobian", "sparse_jacobian", "jacobian_row",
+__all__ = ["activation_pattern", "enumerate_regions", "distance_to_boundary", "sample_patterns",
+           "RegionWalk", "SampledPath", "pattern_hash", "jacobian", "sparse_jacobian", "jacobian_row",
            "linearize", "Linearization", "UnsupportedNonlinearity", "percent_error",
            "percent_error_map", "linearization_errors", "ErrorTable", "greedy_cover", "Cover",
            "Serving", "cover_lower_bound", "regions_against_threshold",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lib.linearity.regions import REL_TOL
+from lib.linearity.regions import REL_TOL, check_line
 from lib.linearity.tracing import traced_jvp
 
 
@@ -56,9 +56,7 @@ def estimate_region_count(model: torch.nn.Module, x0: torch.Tensor, direction: t
     ``samples`` stratified uniform points, two float64 forward-mode passes each (batched by
     ``batch``). ``x0`` and ``direction`` have the model's input shape with batch 1.
     """
-    if x0.shape != direction.shape or x0.shape[0] != 1:
-        raise ValueError(f"x0 {tuple(x0.shape)} and direction {tuple(direction.shape)} must have "
-                         "the same shape with batch size 1")
+    check_line(x0, direction)
     if not t1 > t0 or samples < 1:
         raise ValueError(f"need t1 > t0 and samples >= 1, got t0={t0}, t1={t1}, "
                          f"samples={samples}")

@@ -90,6 +90,13 @@ class RegionWalk:
         return int((~seen).sum())
 
 
+def check_line(x0: torch.Tensor, direction: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``x0 + t direction`` is one input line (same shape, batch 1)."""
+    if x0.shape != direction.shape or x0.shape[0] != 1:
+        raise ValueError(f"x0 {tuple(x0.shape)} and direction {tuple(direction.shape)} must have "
+                         "the same shape with batch size 1")
+
+
 def pattern_hash(mask: torch.Tensor) -> int:
     """A 64-bit hash of a boolean activation pattern (n_units,)."""
     packed = np.packbits(mask.cpu().numpy().astype(np.uint8))
@@ -105,9 +112,7 @@ def enumerate_regions(model: torch.nn.Module, x0: torch.Tensor, direction: torch
     ``x0`` and ``direction`` have the model's input shape with batch 1. The walk runs in float64
     on a copy of the model in eval mode. ``max_regions`` stops a runaway walk with an error.
     """
-    if x0.shape != direction.shape or x0.shape[0] != 1:
-        raise ValueError(f"x0 {tuple(x0.shape)} and direction {tuple(direction.shape)} must have "
-                         "the same shape with batch size 1")
+    check_line(x0, direction)
     check_finite(x0=x0, direction=direction, t0=t0, t1=t1)
     if not t1 > t0:
         raise ValueError(f"need t1 > t0, got t0={t0}, t1={t1}")
@@ -162,6 +167,21 @@ def enumerate_regions(model: torch.nn.Module, x0: torch.Tensor, direction: torch
         changes_from_previous=torch.tensor([0] + [r[1] for r in rows]),
         hashes=torch.tensor([pattern_hash(start_pattern)] + [r[3] for r in rows], dtype=torch.int64),
         forward_passes=passes)
+
+
+def distance_to_boundary(model: torch.nn.Module, x0: torch.Tensor, direction: torch.Tensor) -> float:
+    """The exact ``t > 0`` at which ``x0 + t direction`` leaves the linear region it starts in.
+
+    One float64 forward-mode pass: the first breakpoint of :func:`enumerate_regions`'s walk,
+    ``min(-z / dz)`` over the units heading for zero (units at zero take the pattern they have just
+    past ``x0``, so a start on a boundary gives the region the line enters). Infinite for an affine
+    network. ``x0`` and ``direction`` have the model's input shape with batch 1.
+    """
+    check_line(x0, direction)
+    check_finite(x0=x0, direction=direction)
+    net = copy.deepcopy(model).double().eval()
+    _, _, record = traced_jvp(net, x0.double(), direction.double(), REL_TOL)
+    return float(record.next_crossing[0])
 
 
 @dataclass
