@@ -142,13 +142,13 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
                      "paper": [0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0]},
         "ascent_steps": {"quick": 20, "default": 60, "paper": 300},
         "n_random": {"quick": 3, "default": 10, "paper": 50},
-        "power_iterations": {"quick": 10, "default": 50, "paper": 300},
+        "power_iterations": {"quick": 30, "default": 50, "paper": 300},
         "table_norm_hu": {"quick": 10.0, "default": 10.0, "paper": 10.0},
         "sinogram_steps": {"quick": 3, "default": 20, "paper": 200},
         # Scanner-noise realisations for the textured random control.
         "n_textured": {"quick": 1, "default": 10, "paper": 50},
         # Lesion erasure (false negatives): search sizes as fractions of the lesion's own norm.
-        "erase_fractions": {"quick": [0.5], "default": [0.1, 0.25, 0.5, 1.0],
+        "erase_fractions": {"quick": [0.25, 1.0], "default": [0.1, 0.25, 0.5, 1.0],
                             "paper": [0.05, 0.1, 0.25, 0.5, 1.0]},
         "erase_steps": {"quick": 10, "default": 60, "paper": 300},
     },
