@@ -331,9 +331,14 @@ def check_no_false_negative(erasure: Erasure, lesion_norm: float) -> None:
 
     Subtracting a fraction ``f`` of the lesion itself (norm ``f ||lesion||``) leaves ``1 - f`` of
     it. A network without a false-negative instability offers no much cheaper way: this fails
-    when ``lesion_left < 1 - 2 f`` with ``f = ||r|| / ||lesion||``.
+    when ``lesion_left < 1 - 2 f`` with ``f = ||r|| / ||lesion||``. From ``f = 1 / 2`` on the
+    bound allows erasing all of the lesion and the check could not fail, so it refuses.
     """
     fraction = erasure.input_norm / lesion_norm
+    if fraction >= 0.5:
+        raise ValueError(f"a perturbation of {fraction:.3f} of the lesion's norm may erase all of "
+                         "it without instability, so this check cannot fail there: check sizes "
+                         "below half the lesion's norm")
     if erasure.lesion_left < 1 - 2 * fraction:
         raise AssertionError(f"a perturbation of {fraction:.3f} of the lesion's norm left only "
                              f"{erasure.lesion_left:.2f} of the lesion: a false-negative "

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from lib.ct.scenes import uniform_lesion_scene
-from lib.instability import (check_no_false_negative, check_s1_attained, check_worst_case,
-                             erase_lesion, random_response, worst_case)
+from lib.instability import (Erasure, check_no_false_negative, check_s1_attained,
+                             check_worst_case, erase_lesion, random_response, worst_case)
 from lib.linearity import (Cover, ErrorTable, cover_lower_bound, distance_to_boundary,
                            enumerate_regions, greedy_cover, linearization_errors, local_svd,
                            sample_patterns)
@@ -247,3 +247,6 @@ def test_a_network_with_a_trigger_pixel_has_a_false_negative_and_the_check_sees_
     assert fragile.lesion_left < 0.2
     with pytest.raises(AssertionError, match="false-negative"):
         check_no_false_negative(fragile, lesion_norm)
+    whole = Erasure(-0.6 * x, input_norm=0.6 * lesion_norm, lesion_left=0.4, objective=[])
+    with pytest.raises(ValueError, match="cannot fail"):  # at 0.6 of the norm all may go
+        check_no_false_negative(whole, lesion_norm)
