@@ -16,10 +16,11 @@ For small ``r`` the network is its local Jacobian and ``r = eps v_1`` (top right
 :func:`lib.linearity.power_iteration`) attains the gain ``s_1``; :func:`worst_case` reports the
 better of the ascent and that direction, and :func:`check_worst_case` tests that claim.
 "Small" is exact: :func:`check_s1_attained` finds how far ``x +- t v_1`` stays in the linear region
-of ``x`` (often a thousandth of a HU for a trained denoiser) and tests the gain inside it.
+of ``x`` and tests the gain inside it.
 
-Antun's second kind of instability is the false negative: a small ``r`` that removes a real
-feature. :func:`erase_lesion` searches for the perturbation that makes a lesion vanish from the
+Antun's second kind of instability is the false negative: a small real feature that the network
+does not reconstruct (``Erasure.kept``, the lesion's contrast the output keeps). Its stronger,
+adversarial form: :func:`erase_lesion` searches for the perturbation that makes a lesion vanish from the
 output, so that its norm can be compared with the lesion's own (:func:`check_no_false_negative`).
 """
 
@@ -245,7 +246,7 @@ def check_s1_attained(model: torch.nn.Module, x: torch.Tensor, s1: float, v1: to
     ``||f(x +- t u) - f(x)|| / t`` (float64, ``u = v_1 / ||v_1||``) must equal ``s_1`` within
     ``rtol``. It fails for an ``s_1`` or ``v_1`` of another input or network, and where the
     network's autograd Jacobian is not the map it computes; that ``v_1`` is the *top* direction
-    is the power iteration's business (its history). Returns ``(t_+, t_-)``, in the units of ``x``.
+    needs another check (chapter 8 compares ``s_1`` with a randomised SVD's leading value). Returns ``(t_+, t_-)``, in the units of ``x``.
     """
     unit = (v1 / v1.norm()).double()
     net = copy.deepcopy(model).double().eval()
@@ -287,12 +288,17 @@ def through_projection(model: torch.nn.Module, scanner: Scanner,
 
 @dataclass
 class Erasure:
-    """A perturbation that hides a lesion, and how much of the lesion the output still shows."""
+    """A perturbation that hides a lesion, and how much of the lesion the output still shows.
+
+    ``kept`` is the lesion's contrast in the output of the unperturbed input over its contrast in
+    the input (Antun's false negative is a small ``kept``); ``lesion_left`` is relative to it.
+    """
 
     perturbation: torch.Tensor
     input_norm: float
     lesion_left: float
     objective: list[float]
+    kept: float
 
 
 def lesion_signal(output: torch.Tensor, without: torch.Tensor, profile: torch.Tensor) -> float:
@@ -323,7 +329,7 @@ def erase_lesion(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                          steps, 0.1 * max_norm, 0.9, seed, False)
     with torch.no_grad():
         left = lesion_signal(f(x + r), without, profile) / before
-    return Erasure(r, float(r.norm()), left, history)
+    return Erasure(r, float(r.norm()), left, history, before / contrast)
 
 
 def check_no_false_negative(erasure: Erasure, lesion_norm: float) -> None:

@@ -222,6 +222,7 @@ def test_erasing_a_lesion_needs_about_its_own_norm_through_the_identity():
     full = erase_lesion(identity, x, profile, 0.02, max_norm=1.05 * 0.02 * 2, steps=60)
     # ||0.02 profile|| = 0.04: a quarter of it can remove a quarter of the lesion, all of it all
     assert small.lesion_left == pytest.approx(0.75, abs=0.02)
+    assert small.kept == pytest.approx(1.0)  # the identity keeps all of the lesion's contrast
     assert full.lesion_left == pytest.approx(0.0, abs=0.02)
     with pytest.raises(ValueError, match="no lesion"):
         erase_lesion(lambda t: 0 * t, x, profile, 0.02, max_norm=0.01)
@@ -247,6 +248,7 @@ def test_a_network_with_a_trigger_pixel_has_a_false_negative_and_the_check_sees_
     assert fragile.lesion_left < 0.2
     with pytest.raises(AssertionError, match="false-negative"):
         check_no_false_negative(fragile, lesion_norm)
-    whole = Erasure(-0.6 * x, input_norm=0.6 * lesion_norm, lesion_left=0.4, objective=[])
+    whole = Erasure(-0.6 * x, input_norm=0.6 * lesion_norm, lesion_left=0.4, objective=[],
+                    kept=1.0)
     with pytest.raises(ValueError, match="cannot fail"):  # at 0.6 of the norm all may go
         check_no_false_negative(whole, lesion_norm)
