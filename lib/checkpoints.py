@@ -100,10 +100,28 @@ def dependencies(names, manifest_path: Path = MANIFEST) -> dict[str, str]:
     return {name: manifest[name]["sha256"] for name in names}
 
 
+#: The vector instruction sets that decide which kernels a CPU build of torch runs, and so the
+#: last bits of a sum: two CPUs that differ in them need not train the same run bit for bit.
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+
+
+def cpu_record(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
+    """``{"cpu": model name, "simd": [flags of SIMD_FLAGS it has]}`` of this machine's CPU, read
+    from ``cpuinfo`` (Linux); elsewhere the model is ``platform.processor()`` and simd is empty."""
+    fields = {}
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    return {"cpu": fields.get("model name", platform.processor()),
+            "simd": [flag for flag in SIMD_FLAGS if flag in flags]}
+
+
 def _complete_entry(file: str, weights: Path, entry: dict, device: str) -> dict:
     return {"file": file, "sha256": sha256(weights), "scan": scan_record(), "depends_on": {},
             **entry,
-            "hardware": {"machine": platform.machine(), "processor": platform.processor(),
+            "hardware": {"machine": platform.machine(), **cpu_record(),
                          "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
                          "torch": torch.__version__,
                          "device": device, "processes": int(os.environ.get("WORLD_SIZE", "1"))},

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lib.checkpoints import publish, scan_record, sha256
+from lib.checkpoints import cpu_record, publish, scan_record, sha256
 from lib.ct.protocol import PAPER
 from lib.ct.units import MU_WATER
 from lib.models import (CPCE2D, CPCE3D, DENOISERS, CheckpointError, Critic, Denoiser, build, load,
@@ -182,3 +182,14 @@ def test_a_checkpoint_from_other_scans_or_stale_sources_is_refused(shipped):
     publish("features", {"model": {"w": torch.ones(1)}}, {"architecture": "features"}, "cpu", manifest)
     with pytest.raises(CheckpointError, match="made with 'features'.*reshipped since"):
         load("chen", manifest_path=manifest)
+
+
+def test_the_manifest_records_which_cpu_trained_a_checkpoint(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 fma avx512f\n\n"
+                       "processor\t: 1\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 fma avx512f\n")
+    assert cpu_record(cpuinfo) == {"cpu": "Some CPU", "simd": ["avx2", "fma", "avx512f"]}
+    manifest = tmp_path / "manifest.json"
+    publish("features", {"model": {"w": torch.zeros(1)}}, {"architecture": "features"}, "cpu", manifest)
+    hardware = json.loads(manifest.read_text())["features"]["hardware"]
+    assert {k: hardware[k] for k in ("cpu", "simd")} == cpu_record()

@@ -186,7 +186,7 @@ def test_bad_settings_are_explained():
 def test_retrace_confirms_a_shipped_history_and_names_a_changed_value(tmp_path, monkeypatch):
     import json
 
-    from lib.checkpoints import CheckpointError
+    from lib.checkpoints import CheckpointError, cpu_record
     from lib.train import ship
     from lib.train.ship import retrace
 
@@ -205,9 +205,10 @@ def test_retrace_confirms_a_shipped_history_and_names_a_changed_value(tmp_path, 
     assert retrace("tiny", 4, manifest_path=manifest, progress=False) == 1
     altered = json.loads(json.dumps(run.history))
     altered[1]["validation"]["rmse_hu"] *= 1 + 1e-7  # a history the recipe does not make
-    write(entry | {"history": altered})
-    with pytest.raises(CheckpointError, match="at step 6: validation rmse_hu"):
+    write(entry | {"history": altered, "hardware": {"cpu": "Other CPU", "simd": ["avx512f"]}})
+    with pytest.raises(CheckpointError, match="at step 6: validation rmse_hu") as failed:
         retrace("tiny", 6, manifest_path=manifest, progress=False)
+    assert "Other CPU" in str(failed.value) and str(cpu_record()) in str(failed.value)
     assert retrace("tiny", 3, manifest_path=manifest, progress=False) == 1  # before the change
     write(entry | {"depends_on": {"features": "e" * 64}})  # its source was reshipped since
     with pytest.raises(CheckpointError, match="other weights of features"):

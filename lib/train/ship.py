@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 from lib.ct.datasets import SPLIT_OFFSETS, phantom_pairs
-from lib.checkpoints import MANIFEST, CheckpointError, dependencies, publish, read_manifest, scan_of
+from lib.checkpoints import (MANIFEST, CheckpointError, cpu_record, dependencies, publish,
+                             read_manifest, scan_of)
 from lib.models import slab_of
 from lib.paths import ROOT
 from lib.train.denoiser import TrainConfig, baseline, evaluate, feature_network, train_denoiser
@@ -152,7 +153,10 @@ def retrace(name: str, steps: int, device: str = "auto", manifest_path: Path = M
     step; the retrace takes the thread count the entry records, if it records one), so this
     confirms that a checkpoint is what its command makes. It is also why a run can be extended in
     a new checkout, where its training checkpoint is gone (with the critic, about 200 MB, too
-    large to ship): the recipe with more steps retraces the shipped run and continues it.
+    large to ship): the recipe with more steps retraces the shipped run and continues it, on the
+    machine that shipped it. Another CPU, even one of the same model name, may run other kernels
+    and train another trajectory of the same recipe; the entry records the CPU
+    (:func:`lib.checkpoints.cpu_record`) and a failed retrace names both.
     """
     entry = read_manifest(manifest_path).get(name)
     if entry is None or "history" not in entry:
@@ -177,6 +181,9 @@ def retrace(name: str, steps: int, device: str = "auto", manifest_path: Path = M
     threads_said = (f"it was trained with {threads} thread(s)" if threads else
                     f"this retrace used {ours} thread(s) and the entry does not say how many it "
                     "was trained with: set OMP_NUM_THREADS to that count")
+    recorded_cpu = {k: entry.get("hardware", {}).get(k) for k in ("cpu", "simd")}
+    cpu_said = ("it was trained on a CPU the entry does not name" if recorded_cpu["cpu"] is None
+                else f"it was trained on {recorded_cpu}, this is {cpu_record()}")
     for mine, theirs in zip(result.history, recorded, strict=True):
         for part in ("train", "validation"):
             differ = sorted(k for k in theirs[part] if mine[part].get(k) != theirs[part][k])
@@ -184,8 +191,8 @@ def retrace(name: str, steps: int, device: str = "auto", manifest_path: Path = M
                 raise CheckpointError(
                     f"{name} does not retrace at step {theirs['step']}: {part} {differ[0]} is "
                     f"{mine[part].get(differ[0])!r}, the manifest says {theirs[part][differ[0]]!r}: "
-                    f"another CPU, torch version or code than the one that shipped it, or another "
-                    f"thread count ({threads_said})")
+                    f"another CPU ({cpu_said}), torch version or code than the one that shipped "
+                    f"it, or another thread count ({threads_said})")
     return len(recorded)
 
 
