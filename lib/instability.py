@@ -20,8 +20,9 @@ of ``x`` and tests the gain inside it.
 
 Antun's second kind of instability is the false negative: a small real feature that the network
 does not reconstruct (``Erasure.kept``, the lesion's contrast the output keeps). Its stronger,
-adversarial form: :func:`erase_lesion` searches for the perturbation that makes a lesion vanish from the
-output, so that its norm can be compared with the lesion's own (:func:`check_no_false_negative`).
+adversarial form: :func:`erase_lesion` searches for the perturbation that makes a lesion vanish
+from the output, so that its norm can be compared with the lesion's own
+(:func:`check_no_false_negative`).
 """
 
 from __future__ import annotations
@@ -246,7 +247,8 @@ def check_s1_attained(model: torch.nn.Module, x: torch.Tensor, s1: float, v1: to
     ``||f(x +- t u) - f(x)|| / t`` (float64, ``u = v_1 / ||v_1||``) must equal ``s_1`` within
     ``rtol``. It fails for an ``s_1`` or ``v_1`` of another input or network, and where the
     network's autograd Jacobian is not the map it computes; that ``v_1`` is the *top* direction
-    needs another check (chapter 8 compares ``s_1`` with a randomised SVD's leading value). Returns ``(t_+, t_-)``, in the units of ``x``.
+    needs another check (chapter 8 compares ``s_1`` with a randomised SVD's leading value).
+    Returns ``(t_+, t_-)``, in the units of ``x``.
     """
     unit = (v1 / v1.norm()).double()
     net = copy.deepcopy(model).double().eval()

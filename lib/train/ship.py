@@ -171,7 +171,8 @@ def retrace(name: str, steps: int, device: str = "auto", manifest_path: Path = M
         changed = sorted(k for k in sources if sources[k] != entry["depends_on"].get(k))
         raise CheckpointError(f"{name} was trained from other weights of {', '.join(changed)} "
                               "than are shipped now, so it cannot retrace: reship it")
-    threads, ours = entry.get("hardware", {}).get("threads"), torch.get_num_threads()
+    hardware = entry.get("hardware", {})
+    threads, ours = hardware.get("threads"), torch.get_num_threads()
     torch.set_num_threads(threads or ours)  # the order of a sum's terms depends on it
     try:
         result = train_denoiser(config, device=device, progress=progress,
@@ -181,7 +182,7 @@ def retrace(name: str, steps: int, device: str = "auto", manifest_path: Path = M
     threads_said = (f"it was trained with {threads} thread(s)" if threads else
                     f"this retrace used {ours} thread(s) and the entry does not say how many it "
                     "was trained with: set OMP_NUM_THREADS to that count")
-    recorded_cpu = {k: entry.get("hardware", {}).get(k) for k in ("cpu", "simd")}
+    recorded_cpu = {k: hardware.get(k) for k in ("cpu", "simd")}
     cpu_said = ("it was trained on a CPU the entry does not name" if recorded_cpu["cpu"] is None
                 else f"it was trained on {recorded_cpu}, this is {cpu_record()}")
     for mine, theirs in zip(result.history, recorded, strict=True):
