@@ -118,13 +118,22 @@ def cpu_record(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
             "simd": [flag for flag in SIMD_FLAGS if flag in flags]}
 
 
+def compute_record(device: str | torch.device = "cpu") -> dict:
+    """What fixes the last bits of a training run besides its settings: the machine and its CPU
+    (:func:`cpu_record`), torch's thread count and version, and the device (with the GPU's name)."""
+    device = torch.device(device)
+    record = {"machine": platform.machine(), **cpu_record(), "threads": torch.get_num_threads(),
+              "torch": str(torch.__version__), "device": str(device)}
+    if device.type == "cuda":
+        record["gpu"] = torch.cuda.get_device_name(device)
+    return record
+
+
 def _complete_entry(file: str, weights: Path, entry: dict, device: str) -> dict:
     return {"file": file, "sha256": sha256(weights), "scan": scan_record(), "depends_on": {},
             **entry,
-            "hardware": {"machine": platform.machine(), **cpu_record(),
-                         "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
-                         "torch": torch.__version__,
-                         "device": device, "processes": int(os.environ.get("WORLD_SIZE", "1"))},
+            "hardware": compute_record(device) | {
+                "cpu_count": os.cpu_count(), "processes": int(os.environ.get("WORLD_SIZE", "1"))},
             "trained": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
 

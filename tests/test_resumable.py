@@ -104,3 +104,24 @@ def test_other_settings_more_steps_and_damaged_files_are_refused(tmp_path):
     ckpt.write_bytes(b"garbage")
     with pytest.raises(ValueError, match=f"{ckpt}.*damaged"):
         toy(ToyConfig(), ckpt)
+
+
+def test_a_checkpoint_from_another_machine_or_thread_count_is_refused(tmp_path):
+    """A resume elsewhere would splice two trajectories: another thread count (really set) and
+    another CPU (the record edited) are refused, by what differs; the same machine resumes."""
+    ckpt = tmp_path / "toy.ckpt"
+    toy(ToyConfig(), ckpt, stop_after=4)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        with pytest.raises(ValueError, match=rf"another machine \(threads {threads} there, "
+                                             rf"{threads + 1} here\).*OMP_NUM_THREADS={threads}"):
+            toy(ToyConfig(), ckpt)
+    finally:
+        torch.set_num_threads(threads)
+    saved = torch.load(ckpt, weights_only=True)
+    saved["machine"] = saved["machine"] | {"cpu": "Some Other CPU", "simd": ["sse4_2"]}
+    torch.save(saved, tmp_path / "elsewhere.ckpt")
+    with pytest.raises(ValueError, match=r"cpu 'Some Other CPU' there.*simd \['sse4_2'\] there"):
+        toy(ToyConfig(), tmp_path / "elsewhere.ckpt")
+    assert toy(ToyConfig(), ckpt).steps_done == 8

@@ -10,14 +10,16 @@ does everything else, the same way for every task:
 - every ``config.eval_every`` steps (and at the last) appends ``{"step", "train", "validation"}``
   to the history;
 - every ``config.checkpoint_every`` steps (and where it stops) saves the config, step, history,
-  wall time, the task's states and the random state atomically (:mod:`lib.storage`);
+  wall time, the task's states, the random state and the machine
+  (:func:`lib.checkpoints.compute_record`) atomically (:mod:`lib.storage`);
 - resumes from an existing checkpoint when its config matches (``steps`` may grow), and refuses
-  one written with other settings, one holding more steps than asked, or a damaged one, by name;
-  ``resume=False`` starts over;
+  by name one written with other settings, one holding more steps than asked, a damaged one, and
+  one written on another CPU, thread count, torch version or device (resumed there, the run would
+  splice two trajectories that no one machine makes); ``resume=False`` starts over;
 - shows a tqdm bar and measures the wall time over all sessions.
 
-A run interrupted after step k and resumed therefore ends with the same weights as an
-uninterrupted one (the tests check it for the skeleton and for both trainers).
+A run interrupted after step k and resumed on the same machine therefore ends with the same
+weights as an uninterrupted one (the tests check it for the skeleton and for both trainers).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lib.checkpoints import compute_record
 from lib.device import pick_device
 from lib.storage import atomic_save
 
@@ -87,9 +90,10 @@ def run(make_task: Callable[[object, torch.device], Task], config, checkpoint: s
     torch.manual_seed(config.seed)
     task = make_task(config, dev)
     state = {"step": 0, "history": [], "seconds": 0.0}
+    machine = compute_record(dev)
     checkpoint = Path(checkpoint) if checkpoint else None
     if checkpoint and resume and checkpoint.exists():
-        state = restore(checkpoint, config, task.states())
+        state = restore(checkpoint, config, task.states(), machine)
     task.prepare(fresh=state["step"] == 0)
     end = config.steps if stop_after is None else min(config.steps, stop_after)
     bar = tqdm(range(state["step"], end), initial=state["step"], total=config.steps,
@@ -105,7 +109,7 @@ def run(make_task: Callable[[object, torch.device], Task], config, checkpoint: s
                                      "validation": task.evaluate()})
         if task.primary and checkpoint and (done % config.checkpoint_every == 0 or done == end):
             elapsed = state["seconds"] + time.perf_counter() - start
-            save(checkpoint, config, task.states(), done, state["history"], elapsed)
+            save(checkpoint, config, task.states(), done, state["history"], elapsed, machine)
     state["seconds"] += time.perf_counter() - start
     task.close()
     task.model.eval()
@@ -158,15 +162,18 @@ def late_mean_change(values: list[float]) -> LateChange:
     return LateChange(float((last.mean() - before.mean()) / scale), float(error))
 
 
-def save(path: Path, config, states: dict, step: int, history: list, seconds: float) -> None:
-    """Write a training checkpoint atomically (with the global random state)."""
+def save(path: Path, config, states: dict, step: int, history: list, seconds: float,
+         machine: dict) -> None:
+    """Write a training checkpoint atomically (with the global random state and the ``machine``
+    it was trained on, :func:`lib.checkpoints.compute_record`)."""
     atomic_save({"config": dataclasses.asdict(config), "step": step, "history": history,
-                 "seconds": seconds, "rng": torch.get_rng_state()}
+                 "seconds": seconds, "rng": torch.get_rng_state(), "machine": machine}
                 | {key: value.state_dict() for key, value in states.items()}, path)
 
 
-def restore(path: Path, config, states: dict) -> dict:
-    """Load a checkpoint of ``config`` into ``states``; returns its step, history and seconds."""
+def restore(path: Path, config, states: dict, machine: dict) -> dict:
+    """Load a checkpoint of ``config``, written on ``machine``, into ``states``; returns its step,
+    history and seconds."""
     saved = read_checkpoint(path)
     ours = dataclasses.asdict(config)
     changed = sorted(k for k in ours if k != "steps" and saved["config"].get(k) != ours[k])
@@ -177,6 +184,16 @@ def restore(path: Path, config, states: dict) -> dict:
         raise ValueError(f"{path} already holds {saved['step']} steps, more than the "
                          f"{config.steps} asked for; ask for at least {saved['step']} steps, or "
                          "pass resume=False (--restart) to start over")
+    theirs = saved.get("machine", machine)  # checkpoints before the record have none
+    if theirs != machine:
+        differ = sorted(k for k in machine.keys() | theirs.keys() if theirs.get(k) != machine.get(k))
+        said = "; ".join(f"{k} {theirs.get(k)!r} there, {machine.get(k)!r} here" for k in differ)
+        raise ValueError(f"{path} was trained to step {saved['step']} on another machine ({said}): "
+                         "continued here, the run would splice two trajectories of its recipe "
+                         "(the kernels and the thread count fix the last bits of every sum) that "
+                         "no one machine makes. Resume it where it was written (with "
+                         f"OMP_NUM_THREADS={theirs.get('threads')}), or pass resume=False "
+                         "(--restart) to start over")
     for key, value in states.items():
         value.load_state_dict(saved[key])
     if "rng" in saved:  # checkpoints of the first denoiser loop have none (and need none)
