@@ -118,7 +118,7 @@ def cpu_record(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
             "simd": [flag for flag in SIMD_FLAGS if flag in flags]}
 
 
-def compute_record(device: str | torch.device = "cpu") -> dict:
+def machine_record(device: str | torch.device = "cpu") -> dict:
     """What fixes the last bits of a training run besides its settings: the machine and its CPU
     (:func:`cpu_record`), torch's thread count and version, and the device (with the GPU's name)."""
     device = torch.device(device)
@@ -132,7 +132,7 @@ def compute_record(device: str | torch.device = "cpu") -> dict:
 def _complete_entry(file: str, weights: Path, entry: dict, device: str) -> dict:
     return {"file": file, "sha256": sha256(weights), "scan": scan_record(), "depends_on": {},
             **entry,
-            "hardware": compute_record(device) | {
+            "hardware": machine_record(device) | {
                 "cpu_count": os.cpu_count(), "processes": int(os.environ.get("WORLD_SIZE", "1"))},
             "trained": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 

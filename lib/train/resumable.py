@@ -11,7 +11,7 @@ does everything else, the same way for every task:
   to the history;
 - every ``config.checkpoint_every`` steps (and where it stops) saves the config, step, history,
   wall time, the task's states, the random state and the machine
-  (:func:`lib.checkpoints.compute_record`) atomically (:mod:`lib.storage`);
+  (:func:`lib.checkpoints.machine_record`) atomically (:mod:`lib.storage`);
 - resumes from an existing checkpoint when its config matches (``steps`` may grow), and refuses
   by name one written with other settings, one holding more steps than asked, a damaged one, and
   one written on another CPU, thread count, torch version or device (resumed there, the run would
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lib.checkpoints import compute_record
+from lib.checkpoints import machine_record
 from lib.device import pick_device
 from lib.storage import atomic_save
 
@@ -90,7 +90,7 @@ def run(make_task: Callable[[object, torch.device], Task], config, checkpoint: s
     torch.manual_seed(config.seed)
     task = make_task(config, dev)
     state = {"step": 0, "history": [], "seconds": 0.0}
-    machine = compute_record(dev)
+    machine = machine_record(dev)
     checkpoint = Path(checkpoint) if checkpoint else None
     if checkpoint and resume and checkpoint.exists():
         state = restore(checkpoint, config, task.states(), machine)
@@ -165,7 +165,7 @@ def late_mean_change(values: list[float]) -> LateChange:
 def save(path: Path, config, states: dict, step: int, history: list, seconds: float,
          machine: dict) -> None:
     """Write a training checkpoint atomically (with the global random state and the ``machine``
-    it was trained on, :func:`lib.checkpoints.compute_record`)."""
+    it was trained on, :func:`lib.checkpoints.machine_record`)."""
     atomic_save({"config": dataclasses.asdict(config), "step": step, "history": history,
                  "seconds": seconds, "rng": torch.get_rng_state(), "machine": machine}
                 | {key: value.state_dict() for key, value in states.items()}, path)
