@@ -67,7 +67,11 @@ for _name in MSE_TWINS:
 #: steps: CPCE-2D's critic estimate was still falling after 400 (by 27 % over the last quarter),
 #: and CPCE-3D's still rising after 600 and 900 (by 85 % +- 22 % over 900's last quarter). At
 #: 1200 it is within two errors of level (a burst near step 700 makes the error large) and the
-#: validation RMSE still drifts down slightly: see chapter 3.
+#: validation RMSE still drifts down slightly: see chapter 3. The phase runs at a constant lr where
+#: seed 003 decays it; a trial of cpce2d with lr_decay_steps=200 (600 steps, not shipped) left the
+#: estimate still falling (-12 % +- 3 % over the last quarter) and the validation RMSE flat, and
+#: 1200 constant-lr steps ended in a burst (+154 % +- 77 %): levelling it takes the papers' step
+#: counts, which is GPU work.
 ADVERSARIAL_STEPS = {"wganvgg": 400, "cpce2d": 600, "cpce3d": 1200}
 _ADVERSARIAL = {"loss": "wgan", "eval_every": 20, "checkpoint_every": 50,
                 **{field: getattr(TrainConfig, field) for field in _NOT_ADVERSARIAL}}
