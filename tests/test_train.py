@@ -131,9 +131,13 @@ def test_late_change_reads_the_end_of_a_run():
 def test_late_mean_change_tells_a_trend_from_noise():
     noise = np.random.default_rng(0).normal(0.0, 0.05, 40)
     flat = late_mean_change(list(1.0 + noise))
-    assert abs(flat.change) < 2 * flat.error  # a level curve: the change is within its noise
+    assert abs(flat.change) < 2 * flat.error and flat.trend == "level"  # within its noise
     rising = late_mean_change(list(1.0 + noise + np.linspace(0.0, 0.4, 40)))  # the noise on a ramp
-    assert rising.change > 3 * rising.error
+    assert rising.change > 3 * rising.error and rising.errors > 3 and rising.trend == "rising"
+    falling = late_mean_change(list(1.0 + noise - np.linspace(0.0, 0.4, 40)))
+    assert falling.trend == "falling"
+    assert late_mean_change([1.0] * 8).trend == "level"  # no scatter and no change
+    assert late_mean_change([1.0] * 6 + [2.0] * 2).errors == float("inf")  # a step, no scatter
     with pytest.raises(ValueError, match="evaluate more often"):
         late_mean_change([1.0, 2.0, 3.0])
 

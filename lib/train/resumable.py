@@ -141,6 +141,18 @@ class LateChange(NamedTuple):
     change: float
     error: float
 
+    @property
+    def errors(self) -> float:
+        """How many standard errors the change is from zero."""
+        if self.error == 0:
+            return 0.0 if self.change == 0 else float("inf")
+        return abs(self.change) / self.error
+
+    @property
+    def trend(self) -> str:
+        """``"level"`` within two errors of zero (noise), else ``"falling"`` or ``"rising"``."""
+        return "level" if self.errors < 2 else "falling" if self.change < 0 else "rising"
+
 
 def late_mean_change(values: list[float]) -> LateChange:
     """For a noisy curve (one batch per point, such as the critic's Wasserstein estimate): the mean
@@ -149,8 +161,9 @@ def late_mean_change(values: list[float]) -> LateChange:
     ``sqrt(s_last^2 / q + s_before^2 / q) / |mean_before|``. A change within about two errors of
     zero is noise: the curve has levelled off; several errors is a trend.
 
-    >>> [round(x, 3) for x in late_mean_change([5.0, 3.0, 2.0, 2.0, 2.2, 1.8, 2.0, 2.0])]
-    [0.0, 0.1]
+    >>> reading = late_mean_change([5.0, 3.0, 2.0, 2.0, 2.2, 1.8, 2.0, 2.0])
+    >>> [round(x, 3) for x in reading], reading.trend
+    ([0.0, 0.1], 'level')
     """
     if len(values) < 4:
         raise ValueError(f"a curve of {len(values)} point(s) has no two quarters of two points "
