@@ -159,7 +159,8 @@ def late_mean_change(values: list[float]) -> LateChange:
     of its last quarter against the mean of the quarter before, as a relative change, with the
     standard error of that change from the scatter of the points in the two quarters,
     ``sqrt(s_last^2 / q + s_before^2 / q) / |mean_before|``. A change within about two errors of
-    zero is noise: the curve has levelled off; several errors is a trend.
+    zero is noise: the curve has levelled off; several errors is a trend (``LateChange.trend``
+    reads it so).
 
     >>> reading = late_mean_change([5.0, 3.0, 2.0, 2.0, 2.2, 1.8, 2.0, 2.0])
     >>> [round(x, 3) for x in reading], reading.trend
